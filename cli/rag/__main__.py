@@ -1,0 +1,3 @@
+from rag.app import main
+
+main()

