@@ -116,6 +116,7 @@ class LocalEmbedder:
     """:class:`rag.providers.base.Embedder` over the embedded MiniLM."""
 
     dimensions: int | None = DIMENSIONS
+    max_concurrency = 1  # onnxruntime already uses every core for one batch
 
     def __init__(self, model: str = MODEL_NAME, batch_size: int = 32) -> None:
         check_model_name(model)

@@ -1,0 +1,122 @@
+"""Retrieve chunks: dense (cosine), full-text (LanceDB native BM25), or hybrid (RRF of both).
+
+A :class:`Retriever` opens the table and loads the model once, so batch
+queries (``rag query -``, ``rag eval``) pay for them once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rag.documents import Hit
+from rag.errors import UsageError
+from rag.fusion import rrf
+from rag.indexer import embedding_info, open_store
+from rag.profile import RETRIEVAL_MODES, Profile
+from rag.providers import make_embedder
+from rag.providers.base import Embedder, Usage
+from rag.store import FTS_COLUMN, Store
+
+COLUMNS = ["id", "source", "title", "heading", "text", "start", "end", "ordinal"]
+MAX_QUERY_CHARS = 8000  # embedders truncate long before this; BM25 gains nothing from more
+
+
+class Retriever:
+    def __init__(self, profile: Profile, table: str | None = None, store: Store | None = None) -> None:
+        self.profile = profile
+        self.store = store or open_store(profile, table)
+        self.table = self.store.table  # raises StoreError with 'run: rag index' if missing
+        self._embedder: Embedder | None = None
+        self.usage = Usage()
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            embedder = make_embedder(self.profile)
+            self.store.check_embedding(embedding_info(embedder, self.profile) | {"dimensions": self.store.meta()["embedding"]["dimensions"]})
+            self._embedder = embedder
+        return self._embedder
+
+    def search(self, query: str, *, mode: str | None = None, top_k: int | None = None, where: str | None = None) -> list[Hit]:
+        mode = mode or self.profile.retrieval.mode
+        top_k = self.profile.retrieval.top_k if top_k is None else top_k
+        query = validate_query(query)
+        if mode not in RETRIEVAL_MODES:
+            raise UsageError(f"--mode must be one of {', '.join(RETRIEVAL_MODES)}, not '{mode}'")
+        if top_k < 1:
+            raise UsageError(f"--top-k must be at least 1, not {top_k}")
+        if mode == "dense":
+            return self._dense(query, top_k, where)
+        if mode == "fts":
+            return self._fts(query, top_k, where)
+        depth = max(top_k, self.profile.retrieval.candidates)
+        dense, fts = self._dense(query, depth, where), self._fts(query, depth, where)
+        by_id = {h.id: h for h in fts}
+        for h in dense:
+            if h.id in by_id:
+                by_id[h.id].ranks.update(h.ranks)
+                by_id[h.id].scores.update(h.scores)
+            else:
+                by_id[h.id] = h
+        fused = rrf({"dense": [h.id for h in dense], "fts": [h.id for h in fts]}, k=self.profile.retrieval.rrf_k)
+        hits = []
+        for rank, (chunk_id, score) in enumerate(fused[:top_k], start=1):
+            hit = by_id[chunk_id]
+            hit.score = score
+            hit.ranks["hybrid"] = rank
+            hit.scores["hybrid"] = score
+            hits.append(hit)
+        return hits
+
+    def embed_query(self, query: str) -> list[float]:
+        result = self.embedder.embed_batch([self.profile.embedding.query_prefix + query])
+        self.usage.add(result.usage)
+        return [float(x) for x in result.vectors[0]]
+
+    def _dense(self, query: str, k: int, where: str | None) -> list[Hit]:
+        vector = self.embed_query(query)
+        q = self.table.search(vector, vector_column_name="vector").distance_type("cosine").select(COLUMNS).limit(k)
+        rows = _run(q, where)
+        return [_hit(row, "dense", rank, 1.0 - float(row["_distance"])) for rank, row in enumerate(rows, start=1)]
+
+    def _fts(self, query: str, k: int, where: str | None) -> list[Hit]:
+        q = self.table.search(query, query_type="fts", fts_columns=FTS_COLUMN).select(COLUMNS).limit(k)
+        rows = _run(q, where)
+        return [_hit(row, "fts", rank, float(row["_score"])) for rank, row in enumerate(rows, start=1)]
+
+
+def validate_query(query: str) -> str:
+    query = query.strip()
+    if not query:
+        raise UsageError("the query is empty; pass the question as text, e.g. rag query \"how do I install it?\"")
+    return query[:MAX_QUERY_CHARS]
+
+
+def _run(q: Any, where: str | None) -> list[dict[str, Any]]:
+    if where:
+        q = q.where(where, prefilter=True)
+    try:
+        return list(q.to_list())
+    except Exception as exc:  # lancedb raises ValueError/RuntimeError/LanceError for bad filters
+        if where:
+            msg = str(exc).splitlines()[0][:200]
+            raise UsageError(
+                f"--where '{where}' is not a valid filter ({msg}); use SQL such as: source LIKE '%guide%' AND kind = 'markdown'"
+            ) from exc
+        raise
+
+
+def _hit(row: dict[str, Any], name: str, rank: int, score: float) -> Hit:
+    return Hit(
+        id=row["id"],
+        source=row["source"],
+        title=row["title"],
+        heading=row["heading"],
+        text=row["text"],
+        score=score,
+        start=int(row["start"]),
+        end=int(row["end"]),
+        ordinal=int(row["ordinal"]),
+        ranks={name: rank},
+        scores={name: score},
+    )
