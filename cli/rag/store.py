@@ -24,6 +24,7 @@ from rag.errors import ModelMismatchError, StoreError
 
 # Lance logs deprecation chatter at WARN on stderr; our users act on our messages, not its.
 os.environ.setdefault("LANCE_LOG", "error")
+os.environ.setdefault("LANCEDB_LOG", "error")
 
 FTS_COLUMN = "body"
 

@@ -122,11 +122,10 @@ class LocalEmbedder:
         check_model_name(model)
         self.ref = f"local/{MODEL_NAME}"
         self._batch = batch_size
-        self._model = shared_model()
-        self.version = self._model.version
+        self.version = _model_file()[1]  # the model itself loads on first use: an unchanged re-index needs none
 
     def embed_batch(self, texts: list[str]) -> EmbedResult:
-        vectors, tokens = self._model.encode(texts, self._batch)
+        vectors, tokens = shared_model().encode(texts, self._batch)
         return EmbedResult(vectors, Usage(input_tokens=tokens, calls=1, counted=True))
 
 
