@@ -74,19 +74,23 @@ class MiniLM:
 
     def encode(self, texts: list[str], batch_size: int = 32) -> tuple[Vectors, int]:
         """Vectors in input order and the number of model tokens consumed."""
+        vectors, counts = self.encode_counted(texts, batch_size)
+        return vectors, sum(counts)
+
+    def encode_counted(self, texts: list[str], batch_size: int = 32) -> tuple[Vectors, list[int]]:
+        """Vectors in input order and the model tokens of each text (``rag serve`` reports them per request)."""
         out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
-        if not texts:
-            return out, 0
+        counts = [0] * len(texts)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        tokens = 0
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            vecs, n = self._run([texts[i] for i in idx])
+            vecs, per_text = self._run([texts[i] for i in idx])
             out[idx] = vecs
-            tokens += n
-        return out, tokens
+            for i, n in zip(idx, per_text, strict=True):
+                counts[i] = n
+        return out, counts
 
-    def _run(self, texts: list[str]) -> tuple[Vectors, int]:
+    def _run(self, texts: list[str]) -> tuple[Vectors, list[int]]:
         # tokenizers pads to the longest in this call (padding without a fixed length)
         encs = self._tok.encode_batch(texts)
         ids = np.array([e.ids for e in encs], dtype=np.int64)
@@ -96,7 +100,7 @@ class MiniLM:
         m = mask[:, :, None].astype(np.float32)
         pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32), int(mask.sum())
+        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32), [int(n) for n in mask.sum(axis=1)]
 
 
 @lru_cache(maxsize=1)
@@ -134,20 +138,31 @@ class LocalCosineReranker:
 
     No cross-encoder weights ship on PyPI, so the honest local scorer is this
     one, and it is named for what it is: ``local/minilm-cosine``.
+    ``max_tokens_per_doc`` truncates documents with tiktoken first, as the
+    HTTP dialects that lack that field do.
     """
 
     NAME = "minilm-cosine"
 
-    def __init__(self, model: str = NAME) -> None:
+    def __init__(self, model: str = NAME, max_tokens_per_doc: int | None = None) -> None:
         if model not in (self.NAME, "cosine", MODEL_NAME):
             raise ConfigError(f"unknown local reranker '{model}'; the only local reranker is local/{self.NAME}")
         self.ref = f"local/{self.NAME}"
         self._model = shared_model()
         self.version = self._model.version
+        self._max_tokens = max_tokens_per_doc
 
     def rerank(self, query: str, documents: list[str], top_n: int | None = None) -> RerankResult:
+        if self._max_tokens:
+            from rag.tokens import truncate_tokens
+
+            documents = [truncate_tokens(d, self._max_tokens) for d in documents]
         vecs, tokens = self._model.encode([query, *documents])
-        scores = vecs[1:] @ vecs[0]
-        order = np.argsort(-scores, kind="stable")
-        hits = [RerankHit(int(i), float(scores[i])) for i in order[: top_n or len(documents)]]
-        return RerankResult(hits, self.ref, Usage(input_tokens=tokens, calls=1, counted=True))
+        return RerankResult(cosine_hits(vecs, top_n), self.ref, Usage(input_tokens=tokens, calls=1, counted=True))
+
+
+def cosine_hits(vectors: Vectors, top_n: int | None = None) -> list[RerankHit]:
+    """Rank rows 1.. of ``vectors`` by cosine with row 0 (all rows L2-normalised), best first."""
+    scores = vectors[1:] @ vectors[0]
+    order = np.argsort(-scores, kind="stable")
+    return [RerankHit(int(i), float(scores[i])) for i in order[: top_n or len(scores)]]
