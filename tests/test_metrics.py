@@ -17,9 +17,11 @@ from rag.metrics import (
     mean_metrics,
     metric_names,
     parse_gate,
+    parse_ks,
     percentile,
     query_metrics,
     rank,
+    ranked_scores,
     signed,
 )
 
@@ -147,10 +149,15 @@ def test_document_run_keeps_each_documents_best_chunk() -> None:
     assert document_run(hits) == {"A": 0.9, "B": 0.8, "C": 0.6}
 
 
-def test_document_run_keeps_retriever_order_when_scores_do_not_decrease() -> None:
-    # distances, or ties: scores become len..1 so trec_eval ranking keeps the order
-    hits = [_hit("A", 0.1), _hit("B", 0.1), _hit("C", 0.3)]
-    run = document_run(hits)
+def test_document_run_ties_stay_ties_for_trec_eval() -> None:
+    hits = [_hit("A", 0.5), _hit("B", 0.5), _hit("C", 0.3)]
+    assert rank(document_run(hits)) == ["B", "A", "C"]
+
+
+def test_ranked_scores_keep_the_order_when_scores_increase() -> None:
+    # a reranked head (cosine) then the retrieval tail (BM25): scores become 3, 2, 1
+    run = ranked_scores([("A", 0.9), ("B", 0.1), ("C", 7.5)])
+    assert run == {"A": 3.0, "B": 2.0, "C": 1.0}
     assert rank(run) == ["A", "B", "C"]
 
 
@@ -205,3 +212,10 @@ def test_compare_and_signed_deltas() -> None:
     assert signed(0.0) == "±0.0000"
     assert signed(None) == "—"
     assert math.isclose(float(signed(0.12345, 2)), 0.12)
+
+
+def test_parse_ks() -> None:
+    assert parse_ks("10, 1,3,10") == [1, 3, 10]
+    for bad in ("", "0", "1,x", "5,-1"):
+        with pytest.raises(UsageError, match="--k"):
+            parse_ks(bad)

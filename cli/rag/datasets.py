@@ -112,7 +112,9 @@ def load_beir(folder: Path, split: str = "test") -> EvalSet:
     for number, record in _jsonl(queries_path):
         qid = _field(record, "_id", queries_path, number)
         if qid in qrels:
-            texts[qid] = _field(record, "text", queries_path, number)
+            texts[qid] = _field(record, "text", queries_path, number).strip()
+            if not texts[qid]:
+                raise UsageError(f"{queries_path}:{number}: query '{qid}' has an empty 'text'")
     missing = [q for q in qrels if q not in texts]
     if missing:
         shown = ", ".join(missing[:5])

@@ -48,22 +48,25 @@ def rank(scores: Mapping[str, float]) -> list[str]:
 
 
 def document_run(hits: Iterable[Hit]) -> dict[str, float]:
-    """Chunk hits -> document scores: each document keeps its best (first-ranked) chunk.
-
-    Scores are replaced by a strictly decreasing sequence when the hits' own
-    scores do not already decrease along the ranking (a distance, or a
-    tie), so that re-ranking by score keeps the retriever's order.
-    """
-    firsts: list[Hit] = []
-    seen: set[str] = set()
+    """Chunk hits -> document scores: each document keeps its best (first-ranked) chunk."""
+    firsts: dict[str, float] = {}
     for hit in hits:
-        if hit.source not in seen:
-            seen.add(hit.source)
-            firsts.append(hit)
-    scores = [h.score for h in firsts]
-    if all(a > b for a, b in itertools.pairwise(scores)):
-        return {h.source: h.score for h in firsts}
-    return {h.source: float(len(firsts) - i) for i, h in enumerate(firsts)}
+        firsts.setdefault(hit.source, hit.score)
+    return ranked_scores(list(firsts.items()))
+
+
+def ranked_scores(ranking: Sequence[tuple[str, float]]) -> dict[str, float]:
+    """Scores for documents given in rank order, such that :func:`rank` gives that order back.
+
+    Scores that never increase down the ranking are kept, so equal scores are
+    ordered as trec_eval orders them. Scores that do increase somewhere (a
+    distance, or a reranked head followed by the retrieval tail) are not a
+    ranking by score; they are replaced by len..1.
+    """
+    scores = [score for _, score in ranking]
+    if all(a >= b for a, b in itertools.pairwise(scores)):
+        return dict(ranking)
+    return {doc: float(len(ranking) - i) for i, (doc, _) in enumerate(ranking)}
 
 
 def _dcg(gains: Sequence[int], k: int) -> float:
@@ -228,6 +231,19 @@ def parse_gate(text: str) -> Gate:
     if not 0.0 <= minimum <= 1.0:
         raise bad(f"{raw_value} is outside 0..1")
     return Gate(metric, minimum, stage)
+
+
+def parse_ks(text: str) -> list[int]:
+    """``1,3,5,10,100`` -> sorted cut-offs. Raises UsageError (a bad argument, exit 2)."""
+    from rag.errors import UsageError
+
+    ks: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) < 1:
+            raise UsageError(f"--k '{text}': '{part}' is not a cut-off of 1 or more; write e.g. --k 1,3,5,10,100")
+        ks.add(int(part))
+    return sorted(ks)
 
 
 def failed_gates(gates: Iterable[Gate], stages: Mapping[str, Mapping[str, float]]) -> list[str]:

@@ -1,0 +1,206 @@
+"""``rag eval``: parse arguments, run :func:`rag.evaluate.evaluate`, render, gate."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from rag.commands.common import JsonOption, ProfileOption, emit_json
+
+HELP_MIN = "Gate: fail (exit 1) when a metric of the last stage is below VALUE, e.g. ndcg@10=0.70. Repeatable."
+
+
+def command(
+    dataset: Path = typer.Argument(..., help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or a .yaml/.jsonl of questions."),
+    split: str = typer.Option("test", "--split", help="BEIR qrels split: qrels/<split>.tsv."),
+    mode: str | None = typer.Option(None, "--mode", help="dense, fts or hybrid (default: retrieval.mode of the profile)."),
+    k: str = typer.Option("1,3,5,10,100", "--k", help="Cut-offs for every metric, comma-separated."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Evaluate only the first N queries."),
+    rerank_depth: int | None = typer.Option(None, "--rerank-depth", min=1, help="Rerank this many retrieved documents (default 100)."),
+    reranker: str | None = typer.Option(None, "--reranker", help="Reranker provider/model overriding rerank.model."),
+    no_rerank: bool = typer.Option(False, "--no-rerank", help="Skip the rerank stage even when a reranker is configured."),
+    save: Path | None = typer.Option(None, "--save", help="Save the run (with per-query metrics) as JSON, for --compare."),
+    compare: Path | None = typer.Option(None, "--compare", help="A run saved with --save: print deltas against it."),
+    trec_run: Path | None = typer.Option(None, "--trec-run", help="Write the last stage's ranking as a TREC run file."),
+    gates: list[str] = typer.Option([], "--min", help=HELP_MIN),
+    profile: str | None = ProfileOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Measure retrieval (and rerank) quality, latency and cost on a labelled set; gate CI on it."""
+    from rag.datasets import load_eval_set, load_run, save_run, write_trec_run
+    from rag.errors import UsageError
+    from rag.evaluate import evaluate
+    from rag.metrics import failed_gates, parse_gate, parse_ks
+    from rag.profile import RETRIEVAL_MODES, load_profile
+
+    parsed_gates = [parse_gate(g) for g in gates]
+    ks = sorted(set(parse_ks(k)) | {g.k for g in parsed_gates if g.k is not None})
+    if mode is not None and mode not in RETRIEVAL_MODES:
+        raise UsageError(f"--mode must be one of {', '.join(RETRIEVAL_MODES)}, not '{mode}'")
+    old = load_run(compare) if compare else None
+    prof = load_profile(profile)
+    if reranker:
+        from rag.profile import provider_config, split_model
+
+        provider_config(prof, split_model(reranker)[0])
+        prof.rerank.model = reranker
+    if no_rerank:
+        prof.rerank.model = None
+    eval_set = load_eval_set(dataset, split).limited(limit)
+
+    with _Bars() as bars:
+        report = evaluate(prof, eval_set, mode=mode, ks=ks, rerank_depth=rerank_depth, events=bars)
+
+    out = report.as_dict()
+    if old is not None:
+        out["compare"] = _compare(old, out, str(compare))
+    failures = failed_gates(parsed_gates, report.stage_metrics())
+    out["gates"] = {"checked": [str(g) for g in parsed_gates], "failed": failures}
+    if save:
+        save_run(save, report.as_dict(per_query=True))
+    if trec_run:
+        tag = f"rag-{report.config['mode']}" + ("-rerank" if report.final_stage == "rerank" else "")
+        write_trec_run(trec_run, report.stages[report.final_stage].runs, tag)
+    if as_json:
+        emit_json(out)
+    else:
+        _render(out)
+    if failures:
+        for line in failures:
+            sys.stderr.write(line + "\n")
+        raise typer.Exit(1)
+
+
+def _compare(old: dict[str, Any], new: dict[str, Any], path: str) -> dict[str, Any]:
+    from rag.metrics import compare_metrics
+
+    stages: dict[str, Any] = {}
+    for name, stage in new["stages"].items():
+        before = old["stages"].get(name)
+        if before is None:
+            continue
+        rows = compare_metrics(before["metrics"], stage["metrics"])
+        latency = compare_metrics(before.get("latency_ms", {}), stage["latency_ms"])
+        stages[name] = {"metrics": _deltas(rows, 6), "latency_ms": _deltas(latency, 2)}
+    return {"against": path, "config": old.get("config", {}), "stages": stages}
+
+
+def _deltas(rows: list[Any], digits: int) -> dict[str, Any]:
+    return {d.name: {"old": d.old, "new": d.new, "delta": None if d.change is None else round(d.change, digits)} for d in rows}
+
+
+class _Bars:
+    """Progress bars on stderr for the runner's phases (indexing, queries); silent off a terminal."""
+
+    def __enter__(self) -> _Bars:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("{task.description:>9}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+            disable=not self.console.is_terminal,
+        )
+        self.progress.start()
+        self.task: Any = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def phase(self, name: str, total: int) -> None:
+        self.task = self.progress.add_task(name, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        if self.task is not None:
+            self.progress.advance(self.task, n)
+
+    def warn(self, message: str) -> None:
+        if self.console.is_terminal:
+            self.console.print(f"[yellow]warning:[/] {message}", highlight=False)
+        else:
+            sys.stderr.write(f"warning: {message}\n")
+
+
+MEASURE_LABELS = {"ndcg": "nDCG", "recall": "Recall", "precision": "P", "mrr": "MRR", "map": "MAP"}
+
+
+def _render(out: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from rag.metrics import signed
+
+    console = Console()
+    ds, cfg, index = out["dataset"], out["config"], out["index"]
+    split = f" split {ds['split']}" if ds.get("split") else ""
+    console.print(
+        f"[bold]{ds['name']}[/]{split}: {ds['judged_queries']} judged queries, mode {cfg['mode']}, {cfg['embedding']}"
+        + (f", reranker {cfg['reranker']} (top {cfg['rerank_depth']})" if cfg.get("reranker") else ""),
+        highlight=False,
+    )
+    compared = (out.get("compare") or {}).get("stages", {})
+    for name, stage in out["stages"].items():
+        deltas = compared.get(name, {}).get("metrics", {})
+        title = name + (f" (vs {out['compare']['against']})" if name in compared else "")
+        table = Table(title=title, title_justify="left")
+        table.add_column("metric")
+        for k in cfg["ks"]:
+            table.add_column(f"@{k}", justify="right")
+        for measure, label in MEASURE_LABELS.items():
+            cells = []
+            for k in cfg["ks"]:
+                metric = f"{measure}@{k}"
+                cell = f"{stage['metrics'].get(metric, 0.0):.4f}"
+                if metric in deltas:
+                    cell += f" {_colored(signed(deltas[metric]['delta']))}"
+                cells.append(cell)
+            table.add_row(label, *cells)
+        console.print(table)
+        map_delta = f" {_colored(signed(deltas['map']['delta']))}" if "map" in deltas else ""
+        console.print(f"MAP (over {cfg['ks'][-1]} documents): {stage['metrics'].get('map', 0.0):.4f}{map_delta}", highlight=False)
+    console.print(_cost_table(out, compared))
+    if "rerank_lift" in out:
+        lift = out["rerank_lift"]
+        shown = [f"{m} {_colored(signed(lift[m]))}" for m in (f"ndcg@{cfg['ks'][-1]}", "ndcg@10", "recall@10", "mrr@10") if m in lift]
+        console.print("rerank lift: " + ", ".join(dict.fromkeys(shown)), highlight=False)
+    seconds, idx = out["seconds"], index
+    reuse = "reused" if idx.get("reused") else f"indexed {idx.get('documents', 0)} docs ({idx.get('embedded', 0)} chunks embedded)"
+    console.print(
+        f"table {idx['table']} ({reuse}); wall {seconds['total']:.1f}s (index {seconds['index']:.1f}s, queries {seconds['queries']:.1f}s)",
+        highlight=False,
+    )
+
+
+def _cost_table(out: dict[str, Any], compared: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    from rag.metrics import signed
+
+    table = Table(title="latency and spend per query", title_justify="left")
+    for column in ("stage", "p50 ms", "p95 ms", "tokens", "cost $"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for name, stage in out["stages"].items():
+        latency = stage["latency_ms"]
+        delta = compared.get(name, {}).get("latency_ms", {})
+        p50 = f"{latency['p50']:.1f}" + (f" ({signed(delta['p50']['delta'], 1)})" if "p50" in delta else "")
+        p95 = f"{latency['p95']:.1f}" + (f" ({signed(delta['p95']['delta'], 1)})" if "p95" in delta else "")
+        table.add_row(name, p50, p95, f"{stage['tokens_per_query']:.1f}", f"{stage['cost_per_query_usd']:.6f}")
+    return table
+
+
+def _colored(text: str) -> str:
+    if text.startswith("+"):
+        return f"[green]{text}[/]"
+    if text.startswith("-"):
+        return f"[red]{text}[/]"
+    return text

@@ -1,0 +1,71 @@
+"""``rag eval`` on an own-documents question file, against the current index."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rag.app import app
+from rag.commands.common import run_app
+from rag.indexer import index_paths
+from rag.profile import load_profile
+
+
+def rag(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        run_app(app, [str(a) for a in args])
+    out = capsys.readouterr()
+    code = info.value.code
+    return (code if isinstance(code, int) else 1), out.out, out.err
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "install.md").write_text("# Installation\n\nRun pip install frobnicator to install the frobnicator tool.\n")
+    (docs / "limits.md").write_text("# Limits\n\nThe frobnicator handles at most twelve widgets per batch.\n")
+    (docs / "history.md").write_text("# History\n\nThe project started in a garden shed in 1999.\n")
+    (tmp_path / "rag.yaml").write_text("store:\n  uri: store\n")
+    index_paths(load_profile(str(tmp_path / "rag.yaml")), [docs])
+    return tmp_path
+
+
+def test_own_docs_yaml_scores_expected_sources(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    questions = project / "eval.yaml"
+    questions.write_text(
+        "- question: how do I install frobnicator with pip\n"
+        "  expected_sources: [docs/install.md]\n"
+        "  expected_answer: pip install frobnicator\n"
+        "- question: widgets per batch limit\n"
+        "  expected_sources: [docs/limits.md]\n"
+    )
+    code, out, err = rag(capsys, "eval", questions, "-p", project / "rag.yaml", "--mode", "fts", "--k", "1,3", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["dataset"]["kind"] == "docs" and report["dataset"]["queries"] == 2
+    assert report["index"]["table"] == "chunks"
+    assert report["stages"]["retrieval"]["metrics"]["mrr@1"] == 1.0
+    assert report["stages"]["retrieval"]["metrics"]["recall@3"] == 1.0
+    assert report["answers"] is None  # no chat model configured
+
+
+def test_unindexed_expected_source_is_a_warning_and_a_miss(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    questions = project / "eval.jsonl"
+    questions.write_text(json.dumps({"question": "garden shed history", "expected_sources": ["docs/missing.md"]}) + "\n")
+    code, out, err = rag(capsys, "eval", questions, "-p", project / "rag.yaml", "--mode", "fts", "--json")
+    assert code == 0
+    assert "1 expected sources are not in the index" in err and "missing.md" in err
+    assert json.loads(out)["stages"]["retrieval"]["metrics"]["recall@100"] == 0.0
+
+
+def test_own_docs_without_an_index_says_how_to_build_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "rag.yaml").write_text("store:\n  uri: store\n")
+    questions = tmp_path / "eval.yaml"
+    questions.write_text("- question: anything\n  expected_sources: [a.md]\n")
+    code, _, err = rag(capsys, "eval", questions, "-p", tmp_path / "rag.yaml")
+    assert code == 4
+    assert "rag index" in err
