@@ -81,11 +81,12 @@ def _pack(text: str, s: ChunkSettings) -> list[tuple[int, int]]:
     current: list[_Unit] = []
     size = 0
     for unit in units:
-        if current and size + unit.tokens > s.max_tokens:
+        # +1: the white space joining two units can cost a token of its own ("\n\n").
+        if current and size + unit.tokens + 1 > s.max_tokens:
             spans.append((current[0].start, current[-1].end))
-            current, size = _tail(current, s.overlap, s.max_tokens - unit.tokens)
+            current, size = _tail(current, s.overlap, s.max_tokens - unit.tokens - 1)
+        size += unit.tokens + (1 if current else 0)
         current.append(unit)
-        size += unit.tokens
     if current:
         spans.append((current[0].start, current[-1].end))
     return spans
@@ -97,10 +98,10 @@ def _tail(units: list[_Unit], overlap: int, room: int) -> tuple[list[_Unit], int
     kept: list[_Unit] = []
     size = 0
     for unit in reversed(units):
-        if size + unit.tokens > budget:
+        if size + unit.tokens + 1 > budget:
             break
         kept.insert(0, unit)
-        size += unit.tokens
+        size += unit.tokens + 1
     return kept, size
 
 

@@ -30,8 +30,6 @@ from rag.providers import make_embedder
 from rag.providers.base import Embedder, Usage, Vectors
 from rag.store import FileState, Store
 
-COMMIT_CHUNKS = 512
-
 
 class Events(Protocol):
     """What the indexer tells its caller while it works (the CLI draws a progress bar)."""
@@ -253,7 +251,7 @@ class _Writer:
                 chunks = chunk_document(doc, self.settings)
                 group.append((doc, chunks))
                 size += len(chunks)
-                if size >= COMMIT_CHUNKS:
+                if size >= self.profile.store.commit_chunks:
                     self._commit(group, states)
                     group, size = [], 0
             if group:
@@ -323,7 +321,8 @@ def body_text(chunk: Chunk) -> str:
     """
     heading = chunk.heading
     parts = [heading] if heading.startswith(chunk.title) else [chunk.title, heading]
-    context = [p for p in parts if p and not chunk.text.startswith(p)]
+    start = chunk.text.lstrip("#= \t")
+    context = [p for p in parts if p and not start.startswith(p)]
     return (" › ".join(context) + "\n\n" + chunk.text) if context else chunk.text
 
 

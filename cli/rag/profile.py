@@ -68,6 +68,7 @@ class StoreConfig:
     uri: str = ".rag"
     table: str = "chunks"
     lock_timeout: float = 300.0
+    commit_chunks: int = 512
 
 
 @dataclass
@@ -366,6 +367,7 @@ def _check(p: Profile) -> None:
         (p.ask.top_n >= 1, "ask.top_n", "must be at least 1"),
         (p.rerank.top_n >= 1, "rerank.top_n", "must be at least 1"),
         (p.sources.max_file_mb > 0, "sources.max_file_mb", "must be above 0"),
+        (p.store.commit_chunks >= 1, "store.commit_chunks", "must be at least 1"),
     ]
     for ok, key, message in rules:
         if not ok:

@@ -1,0 +1,102 @@
+"""Benchmark `rag index` and retrieval quality on BEIR SciFact (issue 3).
+
+Prints, in one run:
+  - the raw local model's docs/s (embedding title + text directly, no rag);
+  - `rag index` docs/s, chunks/s and peak RSS (a subprocess over one .md file per document);
+  - re-index time of the unchanged corpus, and its embedding calls (target: 0);
+  - nDCG@10 / recall@100 on the train split for dense, fts and hybrid.
+
+    python bench/index_bench.py [--data ../shared/data/scifact-dev] [--raw-docs 500]
+
+The corpus is written to a temp folder, never into the repo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/scifact-dev"))
+    ap.add_argument("--raw-docs", type=int, default=500, help="documents for the raw model throughput")
+    ap.add_argument("--work", default=None, help="folder to keep the corpus and index in (default: a temp dir)")
+    args = ap.parse_args()
+    data = Path(args.data)
+    corpus = [json.loads(line) for line in (data / "corpus.jsonl").open()]
+    work = Path(args.work or tempfile.mkdtemp(prefix="rag-bench-"))
+    docs_dir = work / "docs"
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    for d in corpus:
+        (docs_dir / f"{d['_id']}.md").write_text(f"# {d['title']}\n\n{d['text']}\n", encoding="utf-8")
+    print(f"corpus: {len(corpus)} docs in {docs_dir}")
+
+    from rag.providers.local import shared_model
+
+    model = shared_model()
+    texts = [f"{d['title']} {d['text']}" for d in corpus[: args.raw_docs]]
+    model.encode(texts[:16])
+    t0 = time.perf_counter()
+    model.encode(texts, 32)
+    raw = len(texts) / (time.perf_counter() - t0)
+    print(f"raw model:      {raw:7.1f} docs/s  ({len(texts)} docs, batch 32, 256-token truncation)")
+
+    profile = work / "rag.yaml"
+    profile.write_text(f"store:\n  uri: {work / 'index'}\n", encoding="utf-8")
+    env = {**os.environ, "RAG_PROFILE": str(profile)}
+    cmd = [sys.executable, "-m", "rag", "index", str(docs_dir), "--json"]
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - t0
+    rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    report = json.loads(out.stdout)
+    print(
+        f"rag index:      {len(corpus) / wall:7.1f} docs/s  {report['chunks_total'] / wall:.1f} chunks/s  "
+        f"({report['chunks_total']} chunks, {wall:.1f} s wall, peak RSS {rss_mb:.0f} MB)  = {len(corpus) / wall / raw:.2f} x raw"
+    )
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    again = json.loads(out.stdout)
+    print(f"re-index:       {time.perf_counter() - t0:7.2f} s wall, {again['embedding_calls']} embedding calls, {again['files_unchanged']} unchanged")
+
+    from rag.metrics import evaluate_run, mean_metrics
+    from rag.profile import load_profile
+    from rag.retrieve import Retriever
+
+    queries = {}
+    for line in (data / "queries.jsonl").open():
+        q = json.loads(line)
+        queries[q["_id"]] = q["text"]
+    qrels: dict[str, dict[str, int]] = {}
+    for line in list((data / "qrels/train.tsv").open())[1:]:
+        qid, did, score = line.split()
+        qrels.setdefault(qid, {})[did] = int(score)
+    retriever = Retriever(load_profile(str(profile)))
+    for mode in ("dense", "fts", "hybrid"):
+        run: dict[str, dict[str, float]] = {}
+        latencies = []
+        for qid in qrels:
+            t0 = time.perf_counter()
+            hits = retriever.search(queries[qid], mode=mode, top_k=100)
+            latencies.append(time.perf_counter() - t0)
+            scores: dict[str, float] = {}
+            for rank, hit in enumerate(hits):
+                scores.setdefault(Path(hit.source).stem, 1000.0 - rank)
+            run[qid] = scores
+        m = mean_metrics(evaluate_run(run, qrels, (10, 100)))
+        latencies.sort()
+        p50 = latencies[len(latencies) // 2] * 1000
+        p95 = latencies[int(len(latencies) * 0.95)] * 1000
+        print(f"{mode:7s} nDCG@10 {m['ndcg@10']:.4f}  recall@100 {m['recall@100']:.4f}  query p50 {p50:.0f} ms p95 {p95:.0f} ms  ({len(qrels)} queries)")
+
+
+if __name__ == "__main__":
+    main()
