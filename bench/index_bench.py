@@ -65,7 +65,9 @@ def main() -> None:
     t0 = time.perf_counter()
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     again = json.loads(out.stdout)
-    print(f"re-index:       {time.perf_counter() - t0:7.2f} s wall, {again['embedding_calls']} embedding calls, {again['files_unchanged']} unchanged")
+    print(
+        f"re-index:       {time.perf_counter() - t0:7.2f} s wall, {again['embedding_calls']} embedding calls, {again['files_unchanged']} unchanged"
+    )
 
     from rag.metrics import evaluate_run, mean_metrics
     from rag.profile import load_profile
@@ -95,7 +97,9 @@ def main() -> None:
         latencies.sort()
         p50 = latencies[len(latencies) // 2] * 1000
         p95 = latencies[int(len(latencies) * 0.95)] * 1000
-        print(f"{mode:7s} nDCG@10 {m['ndcg@10']:.4f}  recall@100 {m['recall@100']:.4f}  query p50 {p50:.0f} ms p95 {p95:.0f} ms  ({len(qrels)} queries)")
+        print(
+            f"{mode:7s} nDCG@10 {m['ndcg@10']:.4f}  recall@100 {m['recall@100']:.4f}  query p50 {p50:.0f} ms p95 {p95:.0f} ms  ({len(qrels)} queries)"
+        )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -17,7 +18,7 @@ def _doc(text: str, heading: list[str] | None = None) -> Document:
 
 def _prose(n_paragraphs: int, seed: int = 7) -> str:
     rng = random.Random(seed)
-    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda".split()
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda"]
     paras = []
     for _ in range(n_paragraphs):
         sentences = [" ".join(rng.choice(words) for _ in range(rng.randint(4, 25))).capitalize() + "." for _ in range(rng.randint(1, 6))]
@@ -46,13 +47,13 @@ def test_every_word_is_covered_and_neighbours_overlap() -> None:
         for i in range(c.start, c.end):
             covered[i] = True
     assert all(covered[i] for i, ch in enumerate(text) if not ch.isspace())
-    overlapping = sum(1 for a, b in zip(chunks, chunks[1:], strict=False) if b.start < a.end)
+    overlapping = sum(1 for a, b in itertools.pairwise(chunks) if b.start < a.end)
     assert overlapping >= len(chunks) // 2
 
 
 def test_zero_overlap_gives_disjoint_chunks() -> None:
     chunks = chunk_document(_doc(_prose(20)), ChunkSettings(max_tokens=64, overlap=0))
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         assert b.start >= a.end
 
 

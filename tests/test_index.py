@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from tests.clirun import rag, write
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
@@ -16,7 +15,10 @@ def corpus(root: Path) -> Path:
     docs = root / "docs"
     write(docs / "install.md", "# Install\n\nRun pip install rag to install the toolkit.\n\n## Limits\n\nFiles over 20 MB are skipped.\n")
     write(docs / "animals.txt", "The quick brown fox jumps over the lazy dog. Foxes are omnivores.\n")
-    write(docs / "sub" / "page.html", "<html><head><title>Weather</title></head><body><h1>Rain</h1><p>Umbrellas keep you dry.</p></body></html>")
+    write(
+        docs / "sub" / "page.html",
+        "<html><head><title>Weather</title></head><body><h1>Rain</h1><p>Umbrellas keep you dry.</p></body></html>",
+    )
     write(docs / "notes.rst", "Cooking\n=======\n\nBoil pasta in salted water for ten minutes.\n")
     return docs
 

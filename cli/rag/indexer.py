@@ -107,7 +107,10 @@ def index_paths(profile: Profile, paths: list[Path], *, rebuild: bool = False, e
     found: list[Found] = []
     skipped: list[Skip] = []
     for item in walk(paths, profile.sources):
-        (found if isinstance(item, Found) else skipped).append(item)
+        if isinstance(item, Found):
+            found.append(item)
+        else:
+            skipped.append(item)
     if not found and not skipped:
         raise SourceError(f"nothing to index under {', '.join(map(str, paths))}: no files (after .gitignore and sources.exclude)")
     roots = [p.resolve() for p in paths]
@@ -232,7 +235,14 @@ class _Writer:
     """Chunk, embed (cache first) and commit documents in groups of whole files."""
 
     def __init__(
-        self, profile: Profile, store: Store, embedder: Embedder, info: dict[str, Any], settings: ChunkSettings, report: IndexReport, ev: Events
+        self,
+        profile: Profile,
+        store: Store,
+        embedder: Embedder,
+        info: dict[str, Any],
+        settings: ChunkSettings,
+        report: IndexReport,
+        ev: Events,
     ) -> None:
         self.profile, self.store, self.embedder = profile, store, embedder
         self.info, self.settings, self.report, self.ev = info, settings, report, ev
@@ -301,7 +311,9 @@ class _Writer:
         text_of = {s: prefix + b for s, b in zip(shas, bodies, strict=True)}
         size = self.profile.embedding.batch_size
         batches = [todo[i : i + size] for i in range(0, len(todo), size)]
-        for batch, result in zip(batches, self.pool.map(lambda b: self.embedder.embed_batch([text_of[s] for s in b]), batches), strict=True):
+        for batch, result in zip(
+            batches, self.pool.map(lambda b: self.embedder.embed_batch([text_of[s] for s in b]), batches), strict=True
+        ):
             fresh = dict(zip(batch, np.asarray(result.vectors, dtype=np.float32), strict=True))
             self.cache.put_many(fresh)
             cached.update(fresh)

@@ -22,8 +22,37 @@ HTML = {".html", ".htm", ".xhtml"}
 RST = {".rst", ".rest"}
 PDF = {".pdf"}
 CODE = {
-    ".py", ".js", ".ts", ".tsx", ".jsx", ".go", ".rs", ".java", ".kt", ".c", ".h", ".cc", ".cpp", ".hpp", ".cs", ".rb",
-    ".php", ".swift", ".scala", ".sh", ".bash", ".sql", ".r", ".lua", ".pl", ".toml", ".yaml", ".yml", ".json", ".ini", ".cfg",
+    ".py",
+    ".js",
+    ".ts",
+    ".tsx",
+    ".jsx",
+    ".go",
+    ".rs",
+    ".java",
+    ".kt",
+    ".c",
+    ".h",
+    ".cc",
+    ".cpp",
+    ".hpp",
+    ".cs",
+    ".rb",
+    ".php",
+    ".swift",
+    ".scala",
+    ".sh",
+    ".bash",
+    ".sql",
+    ".r",
+    ".lua",
+    ".pl",
+    ".toml",
+    ".yaml",
+    ".yml",
+    ".json",
+    ".ini",
+    ".cfg",
 }
 
 
@@ -163,7 +192,7 @@ def rst_sections(text: str) -> tuple[str | None, list[Section]]:
     path: list[tuple[int, str]] = []
     sections: list[Section] = []
     title: str | None = None
-    start, heading = 0, []
+    start, heading = 0, list[str]()
     i = 0
     while i < len(lines) - 1:
         name, under = lines[i].strip(), lines[i + 1].rstrip("\n")

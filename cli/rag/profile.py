@@ -324,7 +324,7 @@ def _convert(hint: Any, node: Any, dotted: str, source: str) -> Any:
         return {k.value: _convert(args[1], v, f"{dotted}.{k.value}", source) for k, v in node.value}
     if not isinstance(node, yaml.ScalarNode):
         raise ConfigError(f"{where}: '{dotted}' must be a single {hint.__name__} value")
-    raw = _interpolate(node.value, dotted, where) if isinstance(node.value, str) else node.value
+    raw: str = _interpolate(node.value, dotted, where) if isinstance(node.value, str) else str(node.value)
     tag = node.tag.rsplit(":", 1)[-1]
     try:
         if hint is bool:
@@ -374,6 +374,6 @@ def _check(p: Profile) -> None:
             raise ConfigError(f"{p.where(key)}: '{key}' {message}")
     for ref in [p.embedding.model, *p.embedding.fallbacks, *p.rerank.fallbacks, *p.chat.fallbacks]:
         provider_config(p, split_model(ref)[0])
-    for ref in (p.rerank.model, p.chat.model):
-        if ref:
-            provider_config(p, split_model(ref)[0])
+    for optional in (p.rerank.model, p.chat.model):
+        if optional:
+            provider_config(p, split_model(optional)[0])

@@ -33,7 +33,9 @@ class Retriever:
     def embedder(self) -> Embedder:
         if self._embedder is None:
             embedder = make_embedder(self.profile)
-            self.store.check_embedding(embedding_info(embedder, self.profile) | {"dimensions": self.store.meta()["embedding"]["dimensions"]})
+            self.store.check_embedding(
+                embedding_info(embedder, self.profile) | {"dimensions": self.store.meta()["embedding"]["dimensions"]}
+            )
             self._embedder = embedder
         return self._embedder
 
@@ -88,7 +90,7 @@ class Retriever:
 def validate_query(query: str) -> str:
     query = query.strip()
     if not query:
-        raise UsageError("the query is empty; pass the question as text, e.g. rag query \"how do I install it?\"")
+        raise UsageError('the query is empty; pass the question as text, e.g. rag query "how do I install it?"')
     return query[:MAX_QUERY_CHARS]
 
 

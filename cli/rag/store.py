@@ -199,7 +199,9 @@ class Store:
             # create_fts_index is "deprecated" for create_index(config=FTS()), which in 0.40 still
             # takes the column as vector_column_name; the old call builds the same native index.
             warnings.simplefilter("ignore")
-            self.table.create_fts_index(FTS_COLUMN, replace=True, stem=True, language="English", remove_stop_words=True, with_position=False)
+            self.table.create_fts_index(
+                FTS_COLUMN, replace=True, stem=True, language="English", remove_stop_words=True, with_position=False
+            )
 
     def has_fts(self) -> bool:
         try:

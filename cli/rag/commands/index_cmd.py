@@ -40,8 +40,10 @@ class _ProgressEvents:
     """Renders indexer events: a rich progress bar on a terminal, plain warnings otherwise."""
 
     def __init__(self, show_bar: bool) -> None:
-        self.progress = None
-        self.task = None
+        from rich.progress import Progress, TaskID
+
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
         self.chunks = 0
         if show_bar:
             from rich.console import Console
