@@ -161,3 +161,10 @@ def test_rerank_gate_without_a_reranker_fails(env: tuple[Path, Path], capsys: py
     code, _, err = rag(capsys, "eval", folder, "-p", profile, "--mode", "fts", "--min", "rerank:ndcg@10=0.1")
     assert code == 1
     assert "stage 'rerank' did not run" in err
+
+
+def test_empty_corpus_is_a_usage_error(env: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    folder, profile = env
+    (folder / "corpus.jsonl").write_text("")
+    code, _, err = rag(capsys, "eval", folder, "-p", profile)
+    assert code == 2 and "corpus.jsonl holds no documents" in err

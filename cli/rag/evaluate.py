@@ -18,6 +18,7 @@ run lets later runs skip even reading the corpus.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from typing import Any, Protocol
 
 from rag.datasets import RUN_FORMAT, EvalSet, iter_corpus, table_name
 from rag.documents import Hit
+from rag.errors import UsageError
 from rag.metrics import document_run, evaluate_run, mean_metrics, percentile, ranked_scores
 from rag.profile import Profile
 from rag.providers.base import Reranker, Usage
@@ -75,7 +77,7 @@ class Stage:
     """One stage's ranked documents, timings and spend, then its scores."""
 
     name: str
-    price_per_1m_tokens: float = 0.0
+    usage_stage: str  # the rag.usage stage whose price applies: embed or rerank
     runs: dict[str, dict[str, float]] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
@@ -86,10 +88,12 @@ class Stage:
         self.per_query = evaluate_run(self.runs, eval_set.qrels, ks)
         self.metrics = mean_metrics(self.per_query)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, profile: Profile) -> dict[str, Any]:
+        from rag.usage import cost as usage_cost
+
         n = max(len(self.runs), 1)
         tokens = self.usage.input_tokens + self.usage.output_tokens
-        cost = tokens * self.price_per_1m_tokens / 1e6
+        cost = usage_cost(profile, self.usage_stage, self.usage)
         return {
             "metrics": {name: round(value, 6) for name, value in self.metrics.items()},
             "latency_ms": {
@@ -107,6 +111,7 @@ class Stage:
 
 @dataclass
 class EvalReport:
+    profile: Profile
     dataset: dict[str, Any]
     config: dict[str, Any]
     index: dict[str, Any]
@@ -127,7 +132,7 @@ class EvalReport:
             "dataset": self.dataset,
             "config": self.config,
             "index": self.index,
-            "stages": {name: stage.summary() for name, stage in self.stages.items()},
+            "stages": {name: stage.summary(self.profile) for name, stage in self.stages.items()},
             "answers": self.answers,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
@@ -158,8 +163,11 @@ def prepare_beir_table(profile: Profile, eval_set: EvalSet, events: EvalEvents) 
     if marker and store.exists() and marker.get("table_version") == store.version:
         return {"table": table, "reused": True, "documents": marker["documents"], "chunks": marker["chunks"], "embedded": 0, "seconds": 0.0}
     report = index_documents(profile, iter_corpus(eval_set.path), table=table, prune=True, events=_IndexEvents(events))
+    if not report.files_seen:
+        raise UsageError(f"{eval_set.corpus_path} holds no documents")
     marker = {"table_version": report.table_version, "documents": report.files_seen, "chunks": report.chunks_total}
-    marker_path.write_text(json.dumps(marker), encoding="utf-8")
+    with contextlib.suppress(OSError):  # without a marker the next run re-reads the corpus, and still embeds nothing
+        marker_path.write_text(json.dumps(marker), encoding="utf-8")
     return {
         "table": table,
         "reused": report.files_indexed == 0 and report.files_deleted == 0,
@@ -178,27 +186,6 @@ def _read_marker(path: Any) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def make_reranker(profile: Profile) -> Reranker | None:
-    """The profile's reranker, or None when ``rerank.model`` is not set."""
-    if not profile.rerank.model:
-        return None
-    from rag import providers
-
-    factory = getattr(providers, "make_reranker", None)
-    if factory is not None:
-        reranker: Reranker = factory(profile)
-        return reranker
-    # TEMP until rag.providers.make_reranker lands: the local reranker only.
-    from rag.errors import ConfigError
-    from rag.profile import provider_config, split_model
-    from rag.providers.local import LocalCosineReranker
-
-    name, model = split_model(profile.rerank.model)
-    if provider_config(profile, name).kind != "local":
-        raise ConfigError(f"rerank.model '{profile.rerank.model}' ({profile.where('rerank.model')}): HTTP rerankers are not available yet")
-    return LocalCosineReranker(model)
-
-
 def evaluate(
     profile: Profile,
     eval_set: EvalSet,
@@ -209,6 +196,7 @@ def evaluate(
     events: EvalEvents | None = None,
 ) -> EvalReport:
     """Index (BEIR) or open (own documents) the table, run every query, score every stage."""
+    from rag.providers import make_reranker
     from rag.retrieve import Retriever
 
     ev = events or _Silent()
@@ -229,9 +217,9 @@ def evaluate(
         _ = retriever.embedder  # load the model once, outside the timings
     reranker = make_reranker(profile)
     depth = max(ks[-1], rerank_depth or DEFAULT_RERANK_DEPTH) if reranker else ks[-1]
-    stages = {"retrieval": Stage("retrieval", profile.embedding.price_per_1m_tokens)}
+    stages = {"retrieval": Stage("retrieval", "embed")}
     if reranker is not None:
-        stages["rerank"] = Stage("rerank", profile.rerank.price_per_1m_tokens)
+        stages["rerank"] = Stage("rerank", "rerank")
     ev.phase("queries", len(eval_set.queries))
     for qid, text in eval_set.queries.items():
         began = time.perf_counter()
@@ -248,6 +236,7 @@ def evaluate(
     answers = answer_stats(profile, eval_set, ev)
     finished = time.perf_counter()
     return EvalReport(
+        profile=profile,
         dataset=_dataset_info(eval_set),
         config={
             "mode": mode,
