@@ -34,13 +34,6 @@ def make_embedder(profile: Profile, ref: str | None = None, *, sleep: Sleep = ti
     members = [_embedder(profile, r, endpoints) for r in refs]
     if len(members) == 1:
         return members[0]
-    sizes = {m.ref: m.dimensions for m in members if m.dimensions}
-    if len(set(sizes.values())) > 1:
-        listed = ", ".join(f"{r} gives {d}" for r, d in sizes.items())
-        raise ConfigError(
-            f"{profile.where('embedding.fallbacks')}: embedding fallbacks must be the same model served elsewhere, "
-            f"but their vector sizes differ ({listed})"
-        )
     from rag.providers.fallback import FallbackEmbedder
 
     return FallbackEmbedder(members, _breaker(profile))
