@@ -6,8 +6,8 @@ import logging
 from typing import Any
 
 import pytest
-from fault_server import FaultServer, Reply
 
+from fault_server import FaultServer, Reply
 from rag.errors import ConfigError, ProviderError
 from rag.http import CircuitBreaker, Endpoint, Redactor, parse_retry_after
 from rag.http.endpoint import normalise_base_url
@@ -77,7 +77,7 @@ def test_gives_up_after_max_retries_with_a_useful_error(fault: FaultServer) -> N
 
 def test_client_errors_are_not_retried(fault: FaultServer) -> None:
     fault.then(PATH, Reply(400, {"detail": [{"msg": "input must not be empty"}]}))
-    with pytest.raises(ProviderError, match="HTTP 400: input must not be empty$"):
+    with pytest.raises(ProviderError, match=r"HTTP 400: input must not be empty$"):
         post(endpoint(fault.url))
     assert fault.count(PATH) == 1
 

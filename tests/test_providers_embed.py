@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fault_server import FaultServer, Reply, fake_vector
 
+from fault_server import FaultServer, Reply, fake_vector
 from rag.errors import ConfigError, ProviderError
 from rag.profile import parse_profile
 from rag.providers import make_embedder
@@ -135,7 +135,9 @@ def test_fallback_with_other_dimensions_is_refused(fault: FaultServer, fault_bac
     embedder = make_embedder(profile_for(primary.url, backup.url))
     embedder.embed_batch(["x"])
     primary.then(PATH, Reply(500))
-    with pytest.raises(ProviderError, match=r"returned 16-dimensional vectors where p0/m gives 8; embedding fallbacks must be the same model"):
+    with pytest.raises(
+        ProviderError, match=r"returned 16-dimensional vectors where p0/m gives 8; embedding fallbacks must be the same model"
+    ):
         embedder.embed_batch(["y"])
 
 
@@ -147,7 +149,9 @@ def test_a_local_fallback_of_another_size_is_a_config_error(fault: FaultServer) 
 
 
 def test_rag_serve_is_an_openai_compatible_embedding_provider(rag_serve_url: str) -> None:
-    profile = parse_profile(f"providers:\n  mine:\n    kind: openai\n    base_url: {rag_serve_url}/v1\nembedding:\n  model: mine/all-MiniLM-L6-v2\n")
+    profile = parse_profile(
+        f"providers:\n  mine:\n    kind: openai\n    base_url: {rag_serve_url}/v1\nembedding:\n  model: mine/all-MiniLM-L6-v2\n"
+    )
     embedder = make_embedder(profile)
     texts = ["a cat on a mat", "quantum chromodynamics"]
     remote = embedder.embed_batch(texts)
