@@ -180,9 +180,7 @@ class FaultServer:
             if usage:
                 out["usage"] = usage
             return Reply(json=out)
-        return Reply(
-            json=StreamingResponse(sse(chat_chunks(self.chat_reply, usage if _wants_usage(body) else None)), media_type="text/event-stream")
-        )
+        return Reply(stream=chat_chunks(self.chat_reply, usage if _wants_usage(body) else None))
 
 
 def _wants_usage(body: dict[str, Any]) -> bool:

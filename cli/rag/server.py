@@ -128,7 +128,7 @@ def create_app(*, token: str | None = None, max_batch: int = 256, max_wait: floa
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """Listen before serving, so a busy port is one clear error instead of a log line."""
+    """Listen before serving: a busy port is one clear error, and clients that connect while the model loads wait."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say they are TCP;
     # without it every response waits ~40 ms for a delayed ACK
@@ -136,6 +136,7 @@ def bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(2048)
     except OSError as exc:
         sock.close()
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port or --host") from None
