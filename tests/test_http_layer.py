@@ -146,6 +146,8 @@ def test_redactor_masks_secrets_and_key_shapes() -> None:
     redact = Redactor(["hunter2-long-secret"])
     text = "key hunter2-long-secret; Authorization: Bearer abcdefgh12345678; api_key=zzzzzzzzzzzz; sk-proj-AAAAAAAAAAAAAAAAAAAA"
     assert redact(text) == "key ***; Authorization: Bearer ***; api_key=***; ***"
+    assert redact("cannot connect to https://me:pw@example.com/v1") == "cannot connect to https://***@example.com/v1"
+    assert redact("Invalid api key provided") == "Invalid api key provided"
 
 
 def test_base_url_may_end_in_v1() -> None:

@@ -121,6 +121,18 @@ def test_breaker_skips_a_failing_model_then_retries_after_cooldown(fault: FaultS
     assert primary.count(PATH) == 5  # cool-down over at once: each call tries the primary again
 
 
+def test_when_every_circuit_is_open_nothing_is_called(fault: FaultServer, fault_backup: FaultServer) -> None:
+    fault.then(PATH, Reply(500, {"error": "a down"}))
+    fault_backup.then(PATH, Reply(500, {"error": "b down"}))
+    embedder = make_embedder(_with(profile_for(fault.url, fault_backup.url), "http:\n  breaker_failures: 1\n  breaker_cooldown: 600\n"))
+    with pytest.raises(ProviderError, match=r"^embed: every model failed: embed p0/m: POST /v1/embeddings: HTTP 500: a down \| embed p1/m"):
+        embedder.embed_batch(["x"])
+    with pytest.raises(ProviderError) as info:
+        embedder.embed_batch(["x"])
+    assert str(info.value).startswith("embed: every model failed: embed p0/m: skipped after 1 failure in a row; tried again in 600s")
+    assert (fault.count(), fault_backup.count()) == (1, 1)
+
+
 def _with(profile: Any, http_yaml: str) -> Any:
     from rag.profile import parse_profile as parse
 

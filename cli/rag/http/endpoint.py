@@ -192,7 +192,7 @@ class Endpoint:
         if isinstance(exc, httpx.TimeoutException):
             return f"no response within {self.timeout:g}s"
         if isinstance(exc, httpx.ConnectError):
-            return f"cannot connect to {self.base_url}"
+            return self.redact(f"cannot connect to {self.base_url}")
         return self.redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
     def _transport_error(self, exc: httpx.HTTPError, stage: str, model: str, path: str, attempt: int) -> ProviderError:

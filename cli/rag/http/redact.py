@@ -11,6 +11,7 @@ _TOKEN = r"[A-Za-z0-9._~+/=-]{8,}"
 _BEARER = re.compile(rf"(?i)\b(bearer)(\s+){_TOKEN}")
 _ASSIGNED = re.compile(rf"(?i)\b(api[-_]?key|access[-_]?token|token)(\s*[:=]\s*[\"']?){_TOKEN}")
 _KEY_LIKE = re.compile(r"\b(?:sk|pk|rk|jina)[-_][A-Za-z0-9_-]{16,}")
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")  # https://user:password@host
 
 
 class Redactor:
@@ -25,4 +26,5 @@ class Redactor:
             text = text.replace(secret, MASK)
         for pattern in (_BEARER, _ASSIGNED):
             text = pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+        text = _USERINFO.sub(MASK + "@", text)
         return _KEY_LIKE.sub(MASK, text)

@@ -43,7 +43,7 @@ class Chain(Generic[M]):
                 log.debug("%s: skipping %s, its circuit is open for %.0fs more", self.stage, member.ref, wait)
                 errors.append(
                     ProviderError(
-                        f"{self.stage} {member.ref}: skipped after {self.breaker.failures} failures in a row; "
+                        f"{self.stage} {member.ref}: skipped after {_failures(self.breaker.failures)} in a row; "
                         f"tried again in {wait:.0f}s (http.breaker_cooldown)",
                         retryable=True,
                     )
@@ -85,6 +85,10 @@ class Chain(Generic[M]):
             status=last.status,
             retryable=any(e.retryable for e in errors),
         )
+
+
+def _failures(n: int) -> str:
+    return f"{n} failure" if n == 1 else f"{n} failures"
 
 
 class FallbackEmbedder:
