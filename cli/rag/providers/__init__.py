@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from rag.errors import ConfigError
 from rag.profile import Profile, provider_config, split_model
@@ -23,15 +23,14 @@ if TYPE_CHECKING:
     from rag.http import CircuitBreaker, Endpoint
 
 Sleep = Callable[[float], None]
+T = TypeVar("T")
 
 __all__ = ["make_chat", "make_embedder", "make_reranker"]
 
 
 def make_embedder(profile: Profile, ref: str | None = None, *, sleep: Sleep = time.sleep) -> Embedder:
     """The embedder for ``ref`` (default ``embedding.model`` with ``embedding.fallbacks``). Thread-safe."""
-    refs = _chain(ref, profile.embedding.model, profile.embedding.fallbacks)
-    endpoints = _Endpoints(profile, sleep)
-    members = [_embedder(profile, r, endpoints) for r in refs]
+    members = _members(profile, _chain(ref, profile.embedding.model, profile.embedding.fallbacks), _embedder, sleep)
     if len(members) == 1:
         return members[0]
     from rag.providers.fallback import FallbackEmbedder
@@ -44,9 +43,7 @@ def make_reranker(profile: Profile, ref: str | None = None, *, sleep: Sleep = ti
     primary = ref or profile.rerank.model
     if not primary:
         return None
-    refs = _chain(ref, primary, profile.rerank.fallbacks)
-    endpoints = _Endpoints(profile, sleep)
-    members = [_reranker(profile, r, endpoints) for r in refs]
+    members = _members(profile, _chain(ref, primary, profile.rerank.fallbacks), _reranker, sleep)
     if len(members) == 1:
         return members[0]
     from rag.providers.fallback import FallbackReranker
@@ -59,9 +56,7 @@ def make_chat(profile: Profile, ref: str | None = None, *, sleep: Sleep = time.s
     primary = ref or profile.chat.model
     if not primary:
         return None
-    refs = _chain(ref, primary, profile.chat.fallbacks)
-    endpoints = _Endpoints(profile, sleep)
-    members = [_chat(profile, r, endpoints) for r in refs]
+    members = _members(profile, _chain(ref, primary, profile.chat.fallbacks), _chat, sleep)
     if len(members) == 1:
         return members[0]
     from rag.providers.fallback import FallbackChat
@@ -119,6 +114,11 @@ def _chat(profile: Profile, ref: str, endpoints: _Endpoints) -> ChatModel:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _members(profile: Profile, refs: list[str], build: Callable[[Profile, str, _Endpoints], T], sleep: Sleep) -> list[T]:
+    endpoints = _Endpoints(profile, sleep)  # members on one provider share its connection pool
+    return [build(profile, ref, endpoints) for ref in refs]
 
 
 def _chain(ref: str | None, primary: str, fallbacks: list[str]) -> list[str]:
