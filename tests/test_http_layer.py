@@ -82,6 +82,16 @@ def test_client_errors_are_not_retried(fault: FaultServer) -> None:
     assert fault.count(PATH) == 1
 
 
+def test_a_redirect_is_reported_not_followed(fault: FaultServer) -> None:
+    fault.then(PATH, Reply(301, {}, headers={"location": "https://elsewhere.example/v1/embeddings"}))
+    with pytest.raises(
+        ProviderError,
+        match=r"HTTP 301: Moved Permanently; it redirects to https://elsewhere.example/v1/embeddings; set providers.fake.base_url",
+    ):
+        post(endpoint(fault.url))
+    assert fault.count(PATH) == 1
+
+
 def test_timeout_is_retried_then_reported(fault: FaultServer) -> None:
     fault.then(PATH, Reply(delay=0.5), Reply(delay=0.5))
     with pytest.raises(ProviderError, match=r"no response within 0.1s \(gave up after 2 attempts\); raise providers.fake.timeout"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -143,10 +144,11 @@ class Endpoint:
             else:
                 status = response.status_code
                 self._log(stage, model, path, attempt, status, started, response.reason_phrase)
-                if status < 400:
+                if status < 300:
                     return response
                 if stream:
-                    response.read()
+                    with contextlib.suppress(httpx.HTTPError):  # the status alone is enough to report
+                        response.read()
                     response.close()
                 if not is_retryable_status(status) or attempt > self.policy.max_retries:
                     raise self._status_error(response, stage, model, path, attempt)
@@ -214,6 +216,8 @@ class Endpoint:
         hint = _HINTS.get(status, "")
         if hint and status in (401, 403) and self.key_env:
             hint += f" in {self.key_env}"
+        if 300 <= status < 400:
+            hint = self.redact(f"it redirects to {response.headers.get('location', '?')}; set providers.{self.name}.base_url to that")
         return ProviderError(
             f"{stage} {model}: POST {path}: HTTP {status}: {message}{_attempts(attempt)}{'; ' + hint if hint else ''}",
             provider=self.name,
@@ -234,7 +238,7 @@ def provider_message(response: httpx.Response, limit: int = 300) -> str:
     except ValueError:
         text = response.text
     else:
-        text = _pick_message(data) or response.text
+        text = _pick_message(data)  # JSON without a message says nothing: fall back to the reason phrase
     text = " ".join(text.split())
     return (text[:limit] + "…" if len(text) > limit else text) or response.reason_phrase or "no message"
 
