@@ -51,4 +51,6 @@ def run_app(app: typer.Typer, args: list[str] | None = None) -> None:
     except BrokenPipeError:
         sys.stderr.close()
         raise SystemExit(1) from None
+    if result == Interrupted.exit_code:  # typer turns Ctrl-C into a silent Exit(130)
+        fail(Interrupted("interrupted; the index is consistent, re-run the same command to finish"))
     raise SystemExit(result if isinstance(result, int) else 0)
