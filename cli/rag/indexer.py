@@ -162,6 +162,16 @@ def index_documents(
     return _run(profile, table, plan, rebuild=rebuild, events=events)
 
 
+def forget_sources(profile: Profile, sources: list[str], *, events: Events | None = None) -> IndexReport:
+    """Delete the chunks of ``sources`` (e.g. files that no longer exist), keeping the full-text index current."""
+    wanted = set(sources)
+
+    def plan(states: dict[str, FileState], force: bool, report: IndexReport, ev: Events) -> tuple[Iterator[Document], list[str]]:
+        return iter(()), [src for src in states if src in wanted]
+
+    return _run(profile, None, plan, rebuild=False, events=events)
+
+
 def _changed(state: FileState | None, found: Found) -> bool:
     return state is None or state.mtime != found.mtime or state.size != found.size
 

@@ -18,6 +18,7 @@ def command(
     """Retrieve chunks: dense, full-text or hybrid, with scores and per-retriever ranks."""
     from rag.profile import load_profile
     from rag.retrieve import Retriever
+    from rag.trace import mark, trace_query
 
     prof = load_profile(profile)
     retriever = Retriever(prof)
@@ -26,10 +27,14 @@ def command(
             text = line.rstrip("\n")
             if not text.strip():
                 continue
+            since = mark(retriever)
             hits = retriever.search(text, mode=mode, top_k=top_k, where=where)
+            trace_query(prof, retriever, text, hits, mode=mode, top_k=top_k, where=where, since=since)
             emit_json({"query": text, "hits": [h.as_dict() for h in hits]})
         return
+    since = mark(retriever)
     hits = retriever.search(query, mode=mode, top_k=top_k, where=where)
+    trace_query(prof, retriever, query, hits, mode=mode, top_k=top_k, where=where, since=since)
     if json_out:
         emit_json({"query": query, "mode": mode or prof.retrieval.mode, "hits": [h.as_dict() for h in hits]})
         return

@@ -1,0 +1,302 @@
+"""``rag ask``: retrieve, rerank, threshold, keep the top n, then answer with checked citations.
+
+    retrieve top_k ─► rerank (when configured) ─► drop below threshold ─► keep top_n ─► synthesise
+                                                        │ nothing left                      ├─ chat model: numbered sources prompt
+                                                        └─► no answer (exit 10)             └─ none: extractive sentences
+
+The threshold compares each candidate's relevance: its rerank score when
+reranked, else its cosine similarity (dense and hybrid retrieval) or its BM25
+score (full-text). A hybrid hit found only by full text has no cosine; it
+passes a threshold of 0 and fails any higher one.
+
+:class:`Asker` keeps the index, models, cache and connections open, so a batch
+of questions pays for them once. Rendering is the caller's: text reaches
+``on_delta`` as it arrives (citations already checked) and the result says
+the rest (see :mod:`rag.answer`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from rag.answer import AskResult, Settings, Trail
+from rag.answer_cache import AnswerCache, cache_key, cache_path
+from rag.citations import CitationFilter, check
+from rag.documents import Hit
+from rag.errors import RagError
+from rag.extractive import extract
+from rag.freshness import Staleness, refresh
+from rag.freshness import check as check_freshness
+from rag.profile import Profile
+from rag.prompt import Numbered, build_prompt, label
+from rag.providers.base import ChatModel, ChatResult, Reranker, Usage, Vectors
+from rag.render import display_path
+from rag.retrieve import Retriever, validate_query
+from rag.trace import append_trace, embedding_model
+
+Delta = Callable[[str], None]
+Warn = Callable[[str], None]
+
+NO_ANSWER = "The indexed documents do not answer this question."
+
+
+@dataclass
+class _Timer:
+    latency_ms: dict[str, float]
+
+    def stage(self, name: str, started: float) -> float:
+        now = time.perf_counter()
+        self.latency_ms[name] = round(self.latency_ms.get(name, 0.0) + (now - started) * 1000, 2)
+        return now
+
+
+class Asker:
+    """Answers questions against one profile's index. Not thread-safe; one per thread."""
+
+    def __init__(self, profile: Profile, *, chat_model: str | None = None, rerank: bool = True, cache: bool = True) -> None:
+        from rag.providers import make_chat, make_reranker
+
+        self.profile = profile
+        self.retriever = Retriever(profile)
+        self.reranker: Reranker | None = make_reranker(profile) if rerank else None
+        self.chat: ChatModel | None = make_chat(profile, chat_model)
+        self.chat_alias = chat_model or profile.chat.model
+        self.cache = AnswerCache(cache_path(profile)) if cache and profile.cache.enabled else None
+
+    def close(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
+
+    @property
+    def generative(self) -> bool:
+        return self.chat is not None
+
+    def ask(
+        self, question: str, settings: Settings | None = None, on_delta: Delta | None = None, on_warning: Warn | None = None
+    ) -> AskResult:
+        """Answer ``question``. Answer text goes to ``on_delta`` as it is ready, warnings to ``on_warning``
+        as they arise (both also end up in the result); a trace line is written whatever the outcome."""
+        settings = settings or Settings.from_profile(self.profile)
+        trail = Trail(
+            question=question.strip(),
+            settings=settings,
+            generative=self.chat is not None and not settings.extractive,
+            mode=settings.mode or self.profile.retrieval.mode,
+        )
+        warn = _Warnings(trail.warnings, on_warning)
+        try:
+            result = self._ask(trail, settings, on_delta, warn)
+        except RagError as err:
+            trail.error = str(err)
+            self._trace(trail, None, warn)
+            raise
+        if self.cache is not None and self.cache.error:
+            warn(self.cache.error)
+        self._trace(trail, result, warn)
+        return result
+
+    # ------------------------------------------------------------------ stages
+
+    def _ask(self, trail: Trail, settings: Settings, on_delta: Delta | None, warn: Warn) -> AskResult:
+        settings.validate()
+        question = validate_query(trail.question)
+        timer = _Timer(trail.latency_ms)
+        started = t = time.perf_counter()
+        trail.stale = self._freshness(question, settings, trail, warn)
+        t = timer.stage("freshness", t)
+        trail.models["embedding"] = embedding_model(self.retriever)
+        spent = _copy(self.retriever.usage)
+        candidates = self.retriever.search(question, mode=settings.mode, top_k=settings.top_k, where=settings.where)
+        trail.ledger.add("embed", _minus(self.retriever.usage, spent))
+        trail.candidates = [dataclasses.replace(h, ranks=dict(h.ranks), scores=dict(h.scores)) for h in candidates]
+        t = timer.stage("retrieve", t)
+        if self.reranker is not None and candidates:
+            candidates = self._rerank(question, candidates, trail)
+            t = timer.stage("rerank", t)
+        kept = self._threshold(candidates, settings, trail)[: settings.top_n]
+        trail.selected = kept
+        if not kept:
+            timer.stage("total", started)
+            return trail.result(NO_ANSWER, [], no_answer=True)
+        if trail.generative:
+            result = self._generate(question, kept, settings, trail, on_delta)
+            t = timer.stage("chat", t)
+        else:
+            result = self._extract(question, kept, trail, on_delta)
+            t = timer.stage("extract", t)
+        timer.stage("total", started)
+        return result
+
+    def _freshness(self, question: str, settings: Settings, trail: Trail, warn: Warn) -> Staleness:
+        stale = check_freshness(self.retriever.store.file_states())
+        if stale and settings.refresh:
+            counts, warnings = refresh(self.profile, stale)
+            trail.refreshed = counts
+            for message in warnings:
+                warn(message)
+            self.retriever = Retriever(self.profile)  # an open table keeps reading the version it opened
+            stale = check_freshness(self.retriever.store.file_states())
+        if stale:
+            warn(stale.message(f"rag ask --refresh {shlex.quote(question)}"))
+        return stale
+
+    def _rerank(self, question: str, hits: list[Hit], trail: Trail) -> list[Hit]:
+        assert self.reranker is not None
+        texts = [rerank_text(h) for h in hits]
+        key = cache_key(kind="rerank", model=self.reranker.ref, version=self.reranker.version, query=question, documents=texts)
+        cached = self.cache.get(key) if self.cache is not None else None
+        if cached is not None:
+            order = [(int(i), float(s)) for i, s in cached["hits"]]
+            trail.models["rerank"] = {"alias": self.profile.rerank.model, "model": cached["model"], "version": self.reranker.version}
+        else:
+            result = self.reranker.rerank(question, texts, None)
+            order = [(h.index, h.score) for h in result.hits]
+            trail.ledger.add("rerank", result.usage)
+            trail.models["rerank"] = {"alias": self.profile.rerank.model, "model": result.model, "version": self.reranker.version}
+            if self.cache is not None:
+                self.cache.put(key, {"hits": order, "model": result.model, "usage": result.usage.as_dict()})
+        trail.cache["rerank"] = "hit" if cached is not None else ("miss" if self.cache is not None else "off")
+        reranked = []
+        for rank, (index, score) in enumerate(sorted(order, key=lambda p: -p[1]), start=1):
+            hit = hits[index]
+            hit.ranks["rerank"], hit.scores["rerank"], hit.score = rank, score, score
+            reranked.append(hit)
+        trail.reranked = reranked
+        return reranked
+
+    def _threshold(self, hits: list[Hit], settings: Settings, trail: Trail) -> list[Hit]:
+        kind = relevance_kind(settings.mode or self.profile.retrieval.mode, bool(trail.reranked))
+        trail.threshold_kind = kind
+        kept: list[Hit] = []
+        for hit in hits:
+            value = hit.scores.get(kind)
+            passes = value >= settings.threshold if value is not None else settings.threshold <= 0
+            (kept if passes else trail.dropped).append(hit)
+        return kept
+
+    def _generate(self, question: str, hits: list[Hit], settings: Settings, trail: Trail, on_delta: Delta | None) -> AskResult:
+        assert self.chat is not None
+        chat_cfg = self.profile.chat
+        prompt = build_prompt(question, hits, budget_tokens=chat_cfg.context_tokens, where=display_path)
+        temperature, max_tokens = chat_cfg.temperature, chat_cfg.max_tokens
+        key = cache_key(kind="chat", model=self.chat.ref, messages=prompt.messages, temperature=temperature, max_tokens=max_tokens)
+        cached = self.cache.get(key) if self.cache is not None else None
+        gate = CitationFilter(len(prompt.sources))
+        show = (lambda text: on_delta(text) if text else None) if on_delta is not None else None
+        if cached is not None:
+            reply = ChatResult(str(cached["text"]), str(cached["model"]), Usage(), cached.get("finish_reason"))
+            trail.saved = cached.get("usage") or {}
+            if show is not None:
+                show(gate.feed(reply.text) + gate.flush())
+        else:
+            stream = show is not None and settings.stream
+            reply = self.chat.complete(
+                prompt.messages,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                on_delta=(lambda d: show(gate.feed(d))) if stream and show is not None else None,
+            )
+            trail.ledger.add("chat", reply.usage)
+            if self.cache is not None and reply.text.strip():
+                value = {"text": reply.text, "model": reply.model, "finish_reason": reply.finish_reason, "usage": reply.usage.as_dict()}
+                self.cache.put(key, value)
+            if show is not None:
+                show(gate.flush() if stream else gate.feed(reply.text) + gate.flush())
+        trail.cache["chat"] = "hit" if cached is not None else ("miss" if self.cache is not None else "off")
+        trail.models["chat"] = {"alias": self.chat_alias, "model": reply.model}
+        trail.finish_reason = reply.finish_reason
+        checked = check(reply.text, len(prompt.sources))
+        return trail.result(checked.text.strip(), prompt.sources, cited=checked.cited, invalid=checked.invalid)
+
+    def _extract(self, question: str, hits: list[Hit], trail: Trail, on_delta: Delta | None) -> AskResult:
+        found = extract(question, [h.text for h in hits], self._encode(trail))
+        if on_delta is not None and found.answer:
+            on_delta(found.answer)
+        sources = [Numbered(i, h, h.text) for i, h in enumerate(hits, start=1)]
+        trail.extract = {"sentences_scored": found.scored, "best": round(found.best, 4), "weak": found.weak}
+        return trail.result(found.answer, sources, cited=found.cited, weak=found.weak)
+
+    def _encode(self, trail: Trail) -> Callable[[str, list[str]], tuple[Vectors, Vectors]]:
+        """Embed the question and sentences with the index's own embedding model, in batches of ``embedding.batch_size``."""
+        emb = self.profile.embedding
+        embedder = self.retriever.embedder
+
+        def encode(question: str, sentences: list[str]) -> tuple[Vectors, Vectors]:
+            texts = [emb.query_prefix + question, *(emb.document_prefix + s for s in sentences)]
+            parts = []
+            for start in range(0, len(texts), emb.batch_size):
+                result = embedder.embed_batch(texts[start : start + emb.batch_size])
+                trail.ledger.add("embed", result.usage)
+                parts.append(np.asarray(result.vectors, dtype=np.float32))
+            vectors = _normalised(np.concatenate(parts))
+            return vectors[0], vectors[1:]
+
+        return encode
+
+    def _trace(self, trail: Trail, result: AskResult | None, warn: Warn) -> None:
+        try:
+            append_trace(self.profile, trail.record(self.profile, result))
+        except RagError as err:
+            warn(str(err))  # the answer is out already: a trace that cannot be written must not turn it into a failure
+
+
+class _Warnings:
+    """Keeps each warning for the result and passes it on at once."""
+
+    def __init__(self, kept: list[str], passed: Warn | None) -> None:
+        self.kept, self.passed = kept, passed
+
+    def __call__(self, message: str) -> None:
+        if message not in self.kept:
+            self.kept.append(message)
+            if self.passed is not None:
+                self.passed(message)
+
+
+def relevance_kind(mode: str, reranked: bool) -> str:
+    """Which score the threshold compares: see the module docstring."""
+    if reranked:
+        return "rerank"
+    return "fts" if mode == "fts" else "dense"
+
+
+def rerank_text(hit: Hit) -> str:
+    """What a reranker judges: the chunk with its title and heading path, as it was embedded."""
+    name = label(hit)
+    return f"{name}\n\n{hit.text}" if name and not hit.text.lstrip("#= \t").startswith(name) else hit.text
+
+
+def _normalised(vectors: Vectors) -> Vectors:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.clip(norms, 1e-12, None)).astype(np.float32)
+
+
+def _copy(usage: Usage) -> Usage:
+    out = Usage()
+    out.add(usage)
+    return out
+
+
+def _minus(after: Usage, before: Usage) -> Usage:
+    return Usage(
+        after.input_tokens - before.input_tokens, after.output_tokens - before.output_tokens, after.calls - before.calls, after.counted
+    )
+
+
+def ask(
+    profile: Profile, question: str, settings: Settings | None = None, on_delta: Delta | None = None, on_warning: Warn | None = None
+) -> AskResult:
+    """One question, one :class:`Asker`."""
+    settings = settings or Settings.from_profile(profile)
+    settings.validate()
+    asker = Asker(profile, chat_model=settings.model, rerank=settings.rerank, cache=settings.cache)
+    try:
+        return asker.ask(question, settings, on_delta, on_warning)
+    finally:
+        asker.close()

@@ -1,0 +1,154 @@
+"""``rag ask``: a grounded answer with checked citations, streamed, then its Sources."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from rag.commands.common import JsonOption, ProfileOption, emit_json, warn
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from rag.answer import AskResult
+
+
+def command(
+    question: str = typer.Argument(..., help="The question to answer from the indexed documents."),
+    top_k: int | None = typer.Option(None, "--top-k", "-k", help="Candidates to retrieve (default: ask.top_k)."),
+    top_n: int | None = typer.Option(None, "--top-n", "-n", help="Sources to answer from (default: ask.top_n)."),
+    threshold: float | None = typer.Option(
+        None,
+        "--threshold",
+        "-t",
+        help="Drop sources below this relevance: rerank score, else cosine (BM25 in fts mode). Default: ask.threshold.",
+    ),
+    mode: str | None = typer.Option(None, "--mode", "-m", help="Retrieval: hybrid, dense or fts (default: retrieval.mode)."),
+    where: str | None = typer.Option(None, "--where", help="SQL filter on chunk columns, e.g. \"source LIKE '%guide%'\"."),
+    model: str | None = typer.Option(None, "--model", help="Chat model provider/model (default: chat.model)."),
+    no_rerank: bool = typer.Option(False, "--no-rerank", help="Skip the reranker even if rerank.model is set."),
+    extractive: bool = typer.Option(False, "--extractive", help="Answer with source sentences even if a chat model is set."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the answer cache."),
+    no_stream: bool = typer.Option(False, "--no-stream", help="Print the answer when it is complete (default: chat.stream)."),
+    refresh: bool = typer.Option(False, "--refresh", help="Re-index files that changed or disappeared since indexing, then answer."),
+    profile: str | None = ProfileOption,
+    json_out: bool = JsonOption,
+) -> None:
+    """Answer a question from the indexed documents, citing them as [n]. Exits 10 when they do not answer it."""
+    from rag.answer import Settings
+    from rag.ask import Asker
+    from rag.errors import NO_ANSWER_EXIT
+    from rag.profile import load_profile
+
+    prof = load_profile(profile)
+    settings = Settings.from_profile(
+        prof,
+        top_k=top_k,
+        top_n=top_n,
+        threshold=threshold,
+        mode=mode,
+        where=where,
+        model=model,
+        rerank=not no_rerank,
+        cache=not no_cache and prof.cache.enabled,
+        extractive=extractive,
+        stream=False if no_stream else None,
+        refresh=refresh,
+    )
+    settings.validate()
+    asker = Asker(prof, chat_model=model, rerank=settings.rerank, cache=settings.cache)
+    try:
+        if json_out:
+            result = asker.ask(question, settings, on_warning=warn)
+            emit_json(result.as_dict(prof))
+        else:
+            result = _answer_on_terminal(asker, question, settings)
+    finally:
+        asker.close()
+    if result.no_answer:
+        raise typer.Exit(NO_ANSWER_EXIT)
+
+
+def _answer_on_terminal(asker: Any, question: str, settings: Any) -> AskResult:
+    from rich.console import Console
+
+    out, err = Console(), Console(stderr=True)
+    extractive = not asker.generative or settings.extractive
+    shown: list[str] = []
+
+    def on_delta(text: str) -> None:
+        if not shown and extractive:
+            out.print("Extractive answer (no chat model): the source sentences that best match the question", style="dim italic")
+        shown.append(text)
+        out.print(text, end="", markup=False, highlight=False, soft_wrap=True)
+
+    result: AskResult = asker.ask(question, settings, on_delta=on_delta, on_warning=warn)
+    if result.no_answer:
+        out.print(result.answer, style="bold yellow", markup=False)
+        _no_answer_hint(err, result)
+        return result
+    out.print()
+    if result.weak:
+        err.print("weak match: even the best sentence hardly relates to the question; the documents may not answer it", style="yellow")
+    if result.invalid:
+        listed = " ".join(f"[{n}]" for n in result.invalid)
+        warn(f"removed citations {listed} from the answer: they name no source that was given (sources are 1-{len(result.sources)})")
+    _sources(out, result)
+    err.print(_footer(result), style="dim", markup=False, highlight=False)
+    return result
+
+
+def _sources(console: Console, result: AskResult) -> None:
+    from rich.text import Text
+
+    from rag.render import display_path
+
+    console.print()
+    console.print("Sources", style="bold")
+    kind = result.trail.threshold_kind
+    for source in result.sources:
+        hit = source.hit
+        score = hit.scores.get(kind)
+        shown = f"{score:.3f}" if score is not None else f"hybrid {hit.score:.4f}"
+        where = display_path(hit.source) + (f" › {hit.heading or hit.title}" if hit.heading or hit.title else "")
+        line = Text(f"[{source.n}] ", style="bold cyan")
+        line.append(where)
+        line.append(f" ({shown})", style="dim")
+        if source.n not in result.cited:
+            line.stylize("dim")
+        console.print(line, soft_wrap=True)
+
+
+def _footer(result: AskResult) -> str:
+    t = result.trail
+    parts = []
+    if result.extractive:
+        parts.append(f"extractive · {len(result.cited)} of {len(result.sources)} sources cited")
+    else:
+        chat = t.models.get("chat") or {}
+        parts.append(str(chat.get("model") or chat.get("alias")))
+        usage = t.ledger.usage("chat")
+        if result.cache_hit:
+            parts.append("cached answer")
+        elif usage.calls:
+            parts.append(f"{usage.input_tokens:,} tokens in, {usage.output_tokens:,} out")
+    if "rerank" in t.models:
+        parts.append(f"reranked by {t.models['rerank']['model']}")
+    parts.append(f"{t.latency_ms.get('total', 0.0) / 1000:.2f} s")
+    return " · ".join(parts)
+
+
+def _no_answer_hint(console: Console, result: AskResult) -> None:
+    t = result.trail
+    if not t.candidates:
+        console.print("nothing was retrieved (is the --where filter too narrow, or the index empty?)", style="dim")
+        return
+    best = max((h.scores.get(t.threshold_kind, float("-inf")) for h in t.dropped), default=float("-inf"))
+    shown = f"the best scored {best:.3f}" if best != float("-inf") else "none has such a score"
+    console.print(
+        f"no source reached the relevance threshold {t.settings.threshold} ({t.threshold_kind}); {shown}. "
+        "Lower --threshold or ask.threshold, or index documents that cover the question.",
+        style="dim",
+        markup=False,
+    )

@@ -1,0 +1,338 @@
+"""The extractive answer: the source sentences that best answer the question. Pure.
+
+Used when no chat model is configured. The sources are split into sentences
+(wrapped lines joined; headings, code, tables and list intros left out), each
+sentence is scored by cosine similarity with the question under the
+embedding model (the caller passes ``encode``), and a few are picked by
+maximal marginal relevance, so a near-copy of a picked sentence (overlapping
+chunks repeat text) never comes twice. Picked sentences are shown grouped by
+source, best source first, in document order within a source, each followed
+by its ``[n]``. A sentence that opens with "This"/"It"/"However", follows a
+short "No." or answers a question in an FAQ brings the sentence before it,
+so it still makes sense on its own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from rag.providers.base import Vectors
+
+Encode = Callable[[str, list[str]], tuple[Vectors, Vectors]]  # (question, sentences) -> (question vector, sentence vectors)
+
+MAX_SENTENCES = 3
+MAX_PER_SOURCE = 60  # sentences scored per source: bounds the embedding cost of one answer
+MIN_WORDS = 4
+MAX_CHARS = 500
+NEAR_COPY = 0.92  # cosine above which two sentences say the same thing
+BELOW_BEST = 0.12  # picked sentences score at most this far below the best one
+DIVERSITY = 0.3  # weight of redundancy against relevance in MMR
+SOURCE_BONUS = 0.04  # the best-ranked source's sentences get this much, the last source's none
+WEAK = 0.25  # cosine below which the best sentence hardly relates to the question (MiniLM)
+INHERIT = 0.95  # share of a question's similarity passed on to the sentences that answer it
+
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_ATX = re.compile(r"^\s{0,3}#{1,6}(\s|$)")
+_UNDERLINE = re.compile(r"^\s*([=\-~^\"'`#*+.:_])\1{2,}\s*$")
+_BULLET = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+")
+_TABLE = re.compile(r"^\s*\|")
+_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
+_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
+_EMPHASIS = re.compile(r"(\*\*|__)(.+?)\1")
+_RST_LITERAL = re.compile(r"``(.+?)``")
+_END = re.compile(r"([.!?…]+[\"'”’)\]]*)\s+(?=[\"'“‘(\[]?[A-Z0-9])")
+_ABBREVIATIONS = {
+    "al", "approx", "ca", "cf", "co", "dr", "e.g", "eg", "eq", "etc", "fig", "figs", "i.e", "ie", "inc", "jr", "ltd",
+    "mr", "mrs", "ms", "p", "pp", "prof", "ref", "refs", "sr", "st", "vol", "vs",
+}  # fmt: skip
+_LEANS_BACK = {
+    "also", "but", "hence", "however", "it", "its", "so", "such", "that", "these", "they", "their", "this", "those",
+    "thus", "therefore", "then", "there", "he", "she", "his", "her", "both", "instead", "otherwise",
+}  # fmt: skip
+
+
+@dataclass
+class Sentence:
+    text: str
+    source: int  # index of its source, 0 = best ranked
+    position: int  # order within its source
+    paragraph: int
+    question: bool = False  # never picked, but the sentences after it answer it (FAQs)
+    short: bool = False  # "No.", "Yes.": never picked or embedded, shown before the sentence that follows
+
+    @property
+    def pickable(self) -> bool:
+        return not (self.question or self.short)
+
+
+@dataclass
+class Picked:
+    sentence: Sentence
+    score: float
+    context: Sentence | None = None  # the sentence before, shown first because this one leans on it
+
+
+@dataclass
+class Extract:
+    answer: str
+    picked: list[Picked]
+    cited: list[int]  # source numbers (1-based), in the order they appear in the answer
+    scored: int  # sentences embedded
+
+    @property
+    def best(self) -> float:
+        return max((p.score for p in self.picked), default=0.0)
+
+    @property
+    def weak(self) -> bool:
+        """Even the best sentence is barely related to the question: the sources probably do not answer it."""
+        return self.best < WEAK
+
+
+def split_sentences(text: str) -> list[tuple[str, int]]:
+    """(sentence, paragraph number) for the prose in ``text``: Markdown, reStructuredText, wrapped plain text or PDF text."""
+    out: list[tuple[str, int]] = []
+    for unit, paragraph in _units(text):
+        for sentence in _split_unit(unit):
+            if _is_prose(sentence):
+                out.append((_cap(sentence), paragraph))
+    return out
+
+
+def candidates(texts: Sequence[str], per_source: int = MAX_PER_SOURCE) -> list[Sentence]:
+    """Sentences of every source, each distinct sentence once (at its best-ranked source)."""
+    seen: set[str] = set()
+    out: list[Sentence] = []
+    for source, text in enumerate(texts):
+        kept = 0
+        for position, (sentence, paragraph) in enumerate(split_sentences(text)):
+            key = " ".join(sentence.lower().split())
+            if kept >= per_source:
+                break
+            short = len(sentence.split()) < MIN_WORDS
+            if key in seen and not short:
+                continue
+            seen.add(key)
+            out.append(Sentence(sentence, source, position, paragraph, question=sentence.endswith("?"), short=short))
+            kept += not short
+    return out
+
+
+def select(
+    question: Vectors,
+    vectors: Vectors,
+    sentences: Sequence[Sentence],
+    sources: int,
+    k: int = MAX_SENTENCES,
+) -> list[tuple[int, float]]:
+    """Indices of the picked sentences with their scores, best first (maximal marginal relevance)."""
+    pickable = np.array([s.pickable for s in sentences], dtype=bool)
+    if not pickable.any():
+        return []
+    bonus = np.array([SOURCE_BONUS * (1 - s.source / max(1, sources - 1)) if sources > 1 else 0.0 for s in sentences])
+    relevance = _inherit(vectors @ question, sentences) + bonus
+    relevance[~pickable] = -np.inf
+    floor = float(relevance.max()) - BELOW_BEST
+    chosen: list[int] = []
+    while len(chosen) < k:
+        best, best_value = -1, -np.inf
+        for i in np.argsort(-relevance, kind="stable"):
+            if relevance[i] < floor:
+                break
+            if i in chosen:
+                continue
+            redundancy = max((float(vectors[i] @ vectors[j]) for j in chosen), default=0.0)
+            if redundancy > NEAR_COPY:
+                continue
+            value = (1 - DIVERSITY) * relevance[i] - DIVERSITY * redundancy
+            if value > best_value:
+                best, best_value = int(i), value
+        if best < 0:
+            break
+        chosen.append(best)
+    return [(i, float(relevance[i])) for i in chosen]
+
+
+def _inherit(similarity: Vectors, sentences: Sequence[Sentence]) -> Vectors:
+    """A sentence answering a question in the text (FAQ style) is as relevant as that question, nearly."""
+    out = similarity.copy()
+    asked: float | None = None
+    for i, s in enumerate(sentences):
+        if i and (s.source, s.paragraph) != (sentences[i - 1].source, sentences[i - 1].paragraph):
+            asked = None
+        if s.question:
+            asked = float(similarity[i])
+        elif asked is not None and not s.short:
+            out[i] = max(out[i], INHERIT * asked)
+    return out
+
+
+def compose(picked: list[Picked]) -> tuple[str, list[int]]:
+    """The answer text: sources in order of their best sentence, sentences in document order, each with its [n]."""
+    order: list[int] = []
+    for p in picked:
+        if p.sentence.source not in order:
+            order.append(p.sentence.source)
+    parts: list[str] = []
+    for source in order:
+        shown: set[int] = set()
+        for p in sorted((p for p in picked if p.sentence.source == source), key=lambda p: p.sentence.position):
+            if p.context is not None and p.context.position not in shown:
+                shown.add(p.context.position)
+                parts.append(p.context.text)  # cited by the sentence it leads into
+            if p.sentence.position not in shown:
+                shown.add(p.sentence.position)
+                parts.append(cite(p.sentence.text, source + 1))
+    return " ".join(parts), [s + 1 for s in order]
+
+
+def cite(sentence: str, n: int) -> str:
+    """``"Files are skipped."`` -> ``"Files are skipped [1]."``; other endings get the marker after them."""
+    if sentence.endswith(".") and not sentence.endswith(".."):
+        return f"{sentence[:-1]} [{n}]."
+    return f"{sentence} [{n}]"
+
+
+def extract(question: str, texts: Sequence[str], encode: Encode, k: int = MAX_SENTENCES) -> Extract:
+    """Pick up to ``k`` sentences from ``texts`` (sources, best first) that answer ``question``."""
+    sentences = candidates(texts)
+    embedded = [i for i, s in enumerate(sentences) if not s.short]
+    if not any(s.pickable for s in sentences):
+        return _fallback(texts)
+    q, some = encode(question, [sentences[i].text for i in embedded])
+    some = np.asarray(some, dtype=np.float32)
+    vectors = np.zeros((len(sentences), some.shape[1]), dtype=np.float32)
+    vectors[embedded] = some
+    picked = []
+    for i, score in select(np.asarray(q, dtype=np.float32), vectors, sentences, len(texts), k):
+        s = sentences[i]
+        picked.append(Picked(s, score, _context(s, sentences)))
+    answer, cited = compose(picked)
+    return Extract(answer, picked, cited, len(embedded))
+
+
+# --------------------------------------------------------------------------- splitting
+
+
+def _units(text: str) -> list[tuple[str, int]]:
+    """Runs of prose (a paragraph, or one list item) with wrapped lines joined.
+
+    A short code block after a sentence that ends in ":" joins it in backticks
+    ("Install it with pip: `pip install .`"); other code is left out.
+    """
+    units: list[tuple[str, int]] = []
+    lines: list[str] = []
+    code: list[str] = []
+    paragraph, in_fence, item = 0, False, False
+
+    def flush() -> None:
+        if lines and (item or not _looks_like_heading(lines)):
+            units.append((_join(lines), paragraph))
+        lines.clear()
+
+    def end_code() -> None:
+        if code and units and units[-1][0].endswith(":") and len(code) <= 2 and all(len(c) <= 80 for c in code):
+            units[-1] = (units[-1][0] + " `" + "; ".join(code) + "`", units[-1][1])
+        code.clear()
+
+    for line in text.splitlines():
+        stripped = line.strip()
+        if _FENCE.match(line):
+            flush()
+            in_fence = not in_fence
+            if not in_fence:
+                end_code()
+            continue
+        if in_fence or (line.startswith(("    ", "\t")) and not lines and stripped):
+            code.append(stripped) if stripped else None
+            continue
+        if not stripped:
+            flush()
+            paragraph += 1
+            continue
+        end_code()
+        if _UNDERLINE.match(stripped):
+            if lines:
+                lines.pop()  # the heading this underlines
+            flush()
+        elif _ATX.match(line) or _TABLE.match(line):
+            flush()
+        elif _BULLET.match(line):
+            flush()
+            item = True
+            lines.append(_BULLET.sub("", line, count=1).strip())
+            continue
+        else:
+            if not lines:
+                item = False
+            lines.append(stripped)
+    flush()
+    end_code()
+    return units
+
+
+def _looks_like_heading(lines: list[str]) -> bool:
+    """One short line without closing punctuation: a heading from HTML or PDF text, not a sentence."""
+    return len(lines) == 1 and len(lines[0].split()) <= 10 and not lines[0].rstrip("\"')]`*").endswith((".", "!", "?", ":", ";", "…"))
+
+
+def _join(lines: list[str]) -> str:
+    text = lines[0]
+    for line in lines[1:]:
+        hyphenated = text.endswith("-") and len(text) > 1 and text[-2].isalpha() and line[:1].islower()
+        text = text + line if hyphenated else f"{text} {line}"
+    text = _IMAGE.sub("", text)
+    text = _LINK.sub(r"\1", text)
+    text = _RST_LITERAL.sub(r"`\1`", text)
+    return _EMPHASIS.sub(r"\2", text).strip()
+
+
+def _split_unit(unit: str) -> list[str]:
+    sentences: list[str] = []
+    start = 0
+    for match in _END.finditer(unit):
+        before = unit[start : match.start()].rsplit(None, 1)
+        word = before[-1].lower().rstrip(".") if before else ""
+        numbered = word in ("no", "nos") and unit[match.end() : match.end() + 1].isdigit()
+        if match.group(1) == "." and (word in _ABBREVIATIONS or numbered or (len(word) == 1 and word.isalpha())):
+            continue  # "e.g. Python", "J. Smith", "No. 5"
+        sentences.append(unit[start : match.end(1)].strip())
+        start = match.end()
+    sentences.append(unit[start:].strip())
+    return [s for s in sentences if s]
+
+
+def _is_prose(sentence: str) -> bool:
+    return sum(c.isalpha() for c in sentence) >= len(sentence) / 2 and not sentence.endswith(":")
+
+
+def _cap(sentence: str) -> str:
+    if len(sentence) <= MAX_CHARS:
+        return sentence
+    return sentence[:MAX_CHARS].rsplit(" ", 1)[0].rstrip(",;:") + " …"
+
+
+def _context(s: Sentence, sentences: Sequence[Sentence]) -> Sentence | None:
+    """The sentence before ``s`` when ``s`` leans on it ("This ...") or it is a short answer ("No.") or opens an answer."""
+    same = {o.position: o for o in sentences if o.source == s.source and o.paragraph == s.paragraph}
+    before = same.get(s.position - 1)
+    if before is None or before.question:
+        return None
+    first = re.sub(r"[^\w]", "", s.text.split(None, 1)[0]).lower()
+    opens_answer = (q := same.get(s.position - 2)) is not None and q.question
+    return before if first in _LEANS_BACK or before.short or opens_answer else None
+
+
+def _fallback(texts: Sequence[str]) -> Extract:
+    """No prose to pick from (code, tables): the start of the best source."""
+    for source, text in enumerate(texts):
+        flat = " ".join(text.split())
+        if flat:
+            words = flat.split()
+            head = " ".join(words[:60]) + (" …" if len(words) > 60 else "")
+            return Extract(cite(head, source + 1), [], [source + 1], 0)
+    return Extract("", [], [], 0)

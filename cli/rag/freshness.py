@@ -1,0 +1,117 @@
+"""Is the index still what is on disk? A cheap check, and the re-index that fixes it.
+
+The check compares each indexed file's recorded mtime and size with
+``os.stat`` — no file is read. Sources that are not absolute paths (records
+of a dataset table) are not files and are ignored. ``refresh`` re-indexes the
+changed files and deletes the chunks of files that are gone.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rag.profile import Profile
+from rag.render import display_path
+from rag.store import FileState
+
+
+@dataclass
+class Staleness:
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.changed or self.removed)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"changed": self.changed, "removed": self.removed}
+
+    def message(self, refresh_command: str) -> str:
+        """One line: what changed and the two commands that fix it."""
+        parts = []
+        if self.changed:
+            parts.append(f"{_count(len(self.changed), 'indexed file')} changed")
+        if self.removed:
+            parts.append(
+                f"{_count(len(self.removed), 'indexed file')} disappeared" if not self.changed else f"{len(self.removed)} disappeared"
+            )
+        examples = ", ".join(display_path(p) for p in [*self.changed, *self.removed][:3])
+        more = ", …" if len(self.changed) + len(self.removed) > 3 else ""
+        return (
+            f"{' and '.join(parts)} since indexing ({examples}{more}); answers may be out of date: "
+            f"run {refresh_command} or rag index {self.index_target()}"
+        )
+
+    def index_target(self) -> str:
+        """The narrowest existing path whose re-index covers every change (deletions need their folder)."""
+        paths = [*self.changed, *(str(Path(p).parent) for p in self.removed)]
+        common = Path(os.path.commonpath(paths))
+        while not common.exists() and common != common.parent:
+            common = common.parent
+        return _quote(display_path(str(common)))
+
+
+def check(states: dict[str, FileState]) -> Staleness:
+    """Compare indexed files with the disk by mtime and size."""
+    stale = Staleness()
+    for source, state in states.items():
+        if not os.path.isabs(source):
+            continue  # a dataset record, not a file
+        try:
+            st = os.stat(source)
+        except FileNotFoundError:
+            stale.removed.append(source)
+            continue
+        except OSError:
+            continue  # unreadable now (permissions): indexing would skip it too
+        if st.st_mtime != state.mtime or st.st_size != state.size:
+            stale.changed.append(source)
+    stale.changed.sort()
+    stale.removed.sort()
+    return stale
+
+
+class _Collect:
+    """Indexer events for a refresh: warnings are kept for the caller to show."""
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def total(self, files: int) -> None:
+        pass
+
+    def advance(self, files: int = 0, chunks: int = 0) -> None:
+        pass
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+def refresh(profile: Profile, stale: Staleness) -> tuple[dict[str, int], list[str]]:
+    """Re-index changed files, forget removed ones; returns counts and the indexer's warnings."""
+    from rag.indexer import forget_sources, index_paths
+
+    events = _Collect()
+    counts = {"files_indexed": 0, "files_deleted": 0, "chunks_added": 0, "chunks_removed": 0}
+    reports = []
+    present = [p for p in stale.changed if os.path.exists(p)]
+    gone = [*stale.removed, *(p for p in stale.changed if p not in present)]
+    if gone:
+        reports.append(forget_sources(profile, gone, events=events))
+    if present:
+        reports.append(index_paths(profile, [Path(p) for p in present], events=events))
+    for report in reports:
+        for key in counts:
+            counts[key] += getattr(report, key)
+    return counts, events.warnings
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _quote(path: str) -> str:
+    return path if path and all(c.isalnum() or c in "/._-~+" for c in path) else "'" + path.replace("'", "'\\''") + "'"
