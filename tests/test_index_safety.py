@@ -161,3 +161,20 @@ def test_queries_during_indexing_always_answer(tmp_path: Path, reference: int) -
     assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
     ids = ids_in_store(tmp_path)
     assert len(ids) == len(set(ids)) > reference
+
+
+@pytest.mark.parametrize("point", ["embed:0.3", "commit:0.01", "compact:0.02", "fts:0.02", "fts:0"])
+def test_kill_9_at_each_stage_then_rerun_completes(tmp_path: Path, reference: int, point: str) -> None:
+    slow_corpus(tmp_path)
+    killed = rag_process("index", "docs", cwd=tmp_path, env={"RAG_CRASH_AT": point})
+    assert killed.code == -signal.SIGKILL, killed.err
+    again = rag_process("index", "docs", "--json", cwd=tmp_path)
+    assert again.code == 0, again.err
+    assert again.json()["chunks_total"] == reference
+    assert "took over a stale lock left by pid" in again.err
+    ids = ids_in_store(tmp_path)
+    assert len(ids) == reference == len(set(ids))
+    status = rag("status", "--json", cwd=tmp_path).json()
+    assert status["fts_index"] and status["fts_current"]
+    hits = rag("query", "auroras", "--mode", "fts", "--json", cwd=tmp_path).json()["hits"]
+    assert hits and "Auroras" in hits[0]["title"]

@@ -24,6 +24,7 @@ from rag.discover import Found, Skip, walk
 from rag.documents import Chunk, Document
 from rag.embed_cache import EmbeddingCache
 from rag.errors import SourceError
+from rag.faults import checkpoint
 from rag.lock import writer_lock
 from rag.profile import Profile
 from rag.providers import make_embedder
@@ -227,7 +228,9 @@ def _run(profile: Profile, table: str | None, plan: Any, *, rebuild: bool, event
             stale_fts = meta.get("fts_version") != store.version or not store.has_fts()
             if stale_fts and store.count() > 0:
                 if writer.commits or report.files_deleted:
+                    checkpoint("compact")
                     store.compact()
+                checkpoint("fts")
                 store.build_fts()
                 report.fts_rebuilt = True
                 meta["fts_version"] = store.version
@@ -296,6 +299,7 @@ class _Writer:
         sources = list(docs)
         old_ids = self._existing_ids(sources, states)
         new_ids = {c.id for c in chunks}
+        checkpoint("commit")
         self.store.replace_sources(rows, sources, self.dim or 0)
         self.commits += 1
         self.report.files_indexed += len(group)
@@ -321,6 +325,7 @@ class _Writer:
         text_of = {s: prefix + b for s, b in zip(shas, bodies, strict=True)}
         size = self.profile.embedding.batch_size
         batches = [todo[i : i + size] for i in range(0, len(todo), size)]
+        checkpoint("embed")
         for batch, result in zip(
             batches, self.pool.map(lambda b: self.embedder.embed_batch([text_of[s] for s in b]), batches), strict=True
         ):
