@@ -313,7 +313,7 @@ class _Writer:
         known = [s for s in sources if s in states]
         if not known or not self.store.exists():
             return set()
-        data = self.store.table.to_lance().to_table(columns=["id"], filter=sql_in("source", known))
+        data = self.store.dataset.to_table(columns=["id"], filter=sql_in("source", known))
         return set(data.column("id").to_pylist())
 
     def _embed(self, bodies: list[str]) -> Vectors:

@@ -6,6 +6,7 @@ queries (``rag query -``, ``rag eval``) pay for them once.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rag.documents import Hit
@@ -25,7 +26,7 @@ class Retriever:
     def __init__(self, profile: Profile, table: str | None = None, store: Store | None = None) -> None:
         self.profile = profile
         self.store = store or open_store(profile, table)
-        self.table = self.store.table  # raises StoreError with 'run: rag index' if missing
+        self.dataset = self.store.dataset  # raises StoreError with 'run: rag index' if missing
         self._embedder: Embedder | None = None
         self.usage = Usage()
 
@@ -77,14 +78,25 @@ class Retriever:
 
     def _dense(self, query: str, k: int, where: str | None) -> list[Hit]:
         vector = self.embed_query(query)
-        q = self.table.search(vector, vector_column_name="vector").distance_type("cosine").select(COLUMNS).limit(k)
-        rows = _run(q, where)
+        nearest = {"column": "vector", "q": vector, "k": k, "metric": "cosine"}
+        rows = self._scan(where, nearest=nearest)
         return [_hit(row, "dense", rank, 1.0 - float(row["_distance"])) for rank, row in enumerate(rows, start=1)]
 
     def _fts(self, query: str, k: int, where: str | None) -> list[Hit]:
-        q = self.table.search(query, query_type="fts", fts_columns=FTS_COLUMN).select(COLUMNS).limit(k)
-        rows = _run(q, where)
+        rows = self._scan(where, full_text_query={"query": query, "columns": [FTS_COLUMN]}, limit=k)
         return [_hit(row, "fts", rank, float(row["_score"])) for rank, row in enumerate(rows, start=1)]
+
+    def _scan(self, where: str | None, **search: Any) -> list[dict[str, Any]]:
+        try:
+            table = self.dataset.to_table(columns=COLUMNS, filter=where or None, prefilter=bool(where), **search)
+        except Exception as exc:  # lance raises ValueError/OSError/LanceError for bad filters
+            if where:
+                msg = re.sub(r",? /\S+\.rs:\d+:\d+", "", str(exc).splitlines()[0])[:200]
+                raise UsageError(
+                    f"--where '{where}' is not a valid filter ({msg}); use SQL such as: source LIKE '%guide%' AND kind = 'markdown'"
+                ) from exc
+            raise
+        return list(table.to_pylist())
 
 
 def validate_query(query: str) -> str:
@@ -92,20 +104,6 @@ def validate_query(query: str) -> str:
     if not query:
         raise UsageError('the query is empty; pass the question as text, e.g. rag query "how do I install it?"')
     return query[:MAX_QUERY_CHARS]
-
-
-def _run(q: Any, where: str | None) -> list[dict[str, Any]]:
-    if where:
-        q = q.where(where, prefilter=True)
-    try:
-        return list(q.to_list())
-    except Exception as exc:  # lancedb raises ValueError/RuntimeError/LanceError for bad filters
-        if where:
-            msg = str(exc).splitlines()[0][:200]
-            raise UsageError(
-                f"--where '{where}' is not a valid filter ({msg}); use SQL such as: source LIKE '%guide%' AND kind = 'markdown'"
-            ) from exc
-        raise
 
 
 def _hit(row: dict[str, Any], name: str, rank: int, score: float) -> Hit:

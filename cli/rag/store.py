@@ -78,6 +78,7 @@ class Store:
         self.lock_path = root / f"{table}.lock"
         self._db: Any = None
         self._table: Any = None
+        self._dataset: Any = None
 
     # ------------------------------------------------------------------ opening
 
@@ -103,6 +104,31 @@ class Store:
             except Exception as exc:  # lancedb raises ValueError/FileNotFoundError/RuntimeError
                 raise StoreError(f"cannot open index table '{self.table_name}' at {self.root}: {exc}; run: rag index PATH") from exc
         return self._table
+
+    @property
+    def dataset(self) -> Any:
+        """The table as a ``lance.LanceDataset``, for reads.
+
+        Reads go through pylance directly: importing lancedb costs ~1.5 s of
+        start-up (pydantic models), pylance ~0.3 s, and both read the same
+        files and indexes. Writers use :attr:`table` (lancedb).
+        """
+        if self._dataset is None:
+            if not self.exists():
+                raise StoreError(f"no index at {self.root} (table '{self.table_name}'); run: rag index PATH")
+            import lance
+
+            try:
+                self._dataset = lance.dataset(str(self.root / f"{self.table_name}.lance"))
+            except Exception as exc:  # lance raises ValueError/OSError on a damaged folder
+                raise StoreError(
+                    f"cannot open index table '{self.table_name}' at {self.root}: {exc}; run: rag index --rebuild PATH"
+                ) from exc
+        return self._dataset
+
+    def refresh(self) -> None:
+        """See the latest committed version on the next read."""
+        self._dataset = None
 
     def meta(self) -> dict[str, Any]:
         try:
@@ -148,17 +174,20 @@ class Store:
     # ------------------------------------------------------------------ reading
 
     def count(self) -> int:
-        return int(self.table.count_rows())
+        self.refresh()
+        return int(self.dataset.count_rows())
 
     @property
     def version(self) -> int:
-        return int(self.table.version)
+        self.refresh()
+        return int(self.dataset.version)
 
     def file_states(self) -> dict[str, FileState]:
         if not self.exists():
             return {}
         cols = ["source", "file_mtime", "file_size", "file_sha256"]
-        data = self.table.to_lance().to_table(columns=cols).to_pydict()
+        self.refresh()
+        data = self.dataset.to_table(columns=cols).to_pydict()
         states: dict[str, FileState] = {}
         for source, mtime, size, sha in zip(data["source"], data["file_mtime"], data["file_size"], data["file_sha256"], strict=True):
             state = states.get(source)
@@ -205,7 +234,8 @@ class Store:
 
     def has_fts(self) -> bool:
         try:
-            return any(FTS_COLUMN in idx.columns for idx in self.table.list_indices())
+            self.refresh()
+            return any(FTS_COLUMN in idx["fields"] for idx in self.dataset.list_indices())
         except Exception:
             return False
 
