@@ -91,12 +91,13 @@ def create_app(*, token: str | None = None, max_batch: int = 256, max_wait: floa
             raise BadRequest("top_n must be a whole number")
         validate(query, texts, top_n)
         _check_model(body.get("model"), _RERANK_NAMES, RERANK_ID)
+        scored = texts
         max_tokens = body.get("max_tokens_per_doc")
         if isinstance(max_tokens, int) and max_tokens > 0:
             from rag.tokens import truncate_tokens
 
-            texts = [truncate_tokens(t, max_tokens) for t in texts]
-        vectors, counts = await _batcher(request).encode([str(query), *texts])
+            scored = [truncate_tokens(t, max_tokens) for t in texts]
+        vectors, counts = await _batcher(request).encode([str(query), *scored])
         results = []
         for hit in cosine_hits(vectors, top_n):
             item: dict[str, Any] = {"index": hit.index, "relevance_score": hit.score}
