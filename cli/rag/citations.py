@@ -18,9 +18,11 @@ import re
 from dataclasses import dataclass, field
 
 _ITEM = r"\d{1,4}(?:\s*[-–]\s*\d{1,4})?"
-MARKER = re.compile(rf"(\s*)\[\s*({_ITEM}(?:\s*[,;]\s*{_ITEM})*)\s*\]")
-# A suffix that may still grow into a marker: whitespace, or "[" with marker characters and no "]".
-_OPEN_TAIL = re.compile(r"\s*(?:\[[\d\s,;\-–]*)?\Z")
+_ONE = rf"\[\s*({_ITEM}(?:\s*[,;]\s*{_ITEM})*)\s*\]"
+MARKER = re.compile(_ONE)
+RUN = re.compile(rf"(\s*)((?:{_ONE})+)")  # adjacent markers, "[1][7]", are checked together
+# A suffix that may still grow into (or onto) a run of markers: whitespace, whole markers, then "[" and marker characters.
+_OPEN_TAIL = re.compile(rf"\s*(?:{_ONE})*(?:\[[\d\s,;\-–]*)?\Z")
 _MAX_RANGE = 50  # "[1-9999]" is not a citation worth expanding
 
 
@@ -49,7 +51,7 @@ def parse_citations(text: str) -> list[int]:
     """Every source number cited in ``text``, in order of first citation."""
     found: list[int] = []
     for match in MARKER.finditer(text):
-        found.extend(marker_numbers(match.group(2)))
+        found.extend(marker_numbers(match.group(1)))
     return list(dict.fromkeys(found))
 
 
@@ -91,19 +93,20 @@ class CitationFilter:
             prev = "" if match.group(1) else (text[match.start() - 1] if match.start() else before)
             return self._replace(match, prev.isalnum() or prev == "_")
 
-        return MARKER.sub(replace, text)
+        return RUN.sub(replace, text)
 
-    def _replace(self, match: re.Match[str], glued: bool) -> str:
-        space, inner = match.group(1), match.group(2)
-        numbers = marker_numbers(inner)
-        valid = [n for n in numbers if 1 <= n <= self.sources]
-        if glued and len(valid) < len(numbers):
-            return match.group(0)  # code such as items[0], not a citation
-        for n in numbers:
-            if n not in valid and n not in self.invalid:
-                self.invalid.append(n)
-        if len(valid) == len(numbers):
-            return match.group(0)
-        if not valid:
-            return ""
-        return f"{space}[{', '.join(map(str, valid))}]"
+    def _replace(self, run: re.Match[str], glued: bool) -> str:
+        kept: list[str] = []
+        invalid: list[int] = []
+        for marker in MARKER.finditer(run.group(2)):
+            numbers = marker_numbers(marker.group(1))
+            valid = [n for n in numbers if 1 <= n <= self.sources]
+            invalid.extend(n for n in numbers if n not in valid)
+            if len(valid) == len(numbers):
+                kept.append(marker.group(0))
+            elif valid:
+                kept.append(f"[{', '.join(map(str, valid))}]")
+        if glued and invalid:
+            return run.group(0)  # code such as items[0], not a citation
+        self.invalid.extend(n for n in dict.fromkeys(invalid) if n not in self.invalid)
+        return run.group(1) + "".join(kept) if kept else ""

@@ -1,0 +1,140 @@
+"""Extractive answers (pure): sentence splitting, selection, composition.
+
+Selection is tested with a bag-of-words encoder (deterministic, so the
+expected picks are obvious) and once with the real embedded model.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from rag.extractive import cite, extract, split_sentences
+
+
+def bag_of_words(question: str, sentences: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    vocab: dict[str, int] = {}
+    texts = [question, *sentences]
+    for t in texts:
+        for w in re.findall(r"[a-z0-9]+", t.lower()):
+            vocab.setdefault(w, len(vocab))
+    vecs = np.zeros((len(texts), len(vocab)), dtype=np.float32)
+    for i, t in enumerate(texts):
+        for w in re.findall(r"[a-z0-9]+", t.lower()):
+            vecs[i, vocab[w]] += 1
+    vecs /= np.clip(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-9, None)
+    return vecs[0], vecs[1:]
+
+
+def texts(text: str) -> list[str]:
+    return [s for s, _ in split_sentences(text)]
+
+
+def test_markdown_headings_code_and_wrapped_lines() -> None:
+    md = (
+        "# Install\n\nInstall rag with pip from a checkout\nof the repository:\n\n    pip install .\n\n"
+        "Python 3.10 or newer is required. No API key is needed.\n\n```\nrag index ./docs\n```\n\n| a | b |\n|---|---|\n"
+    )
+    assert texts(md) == [
+        "Install rag with pip from a checkout of the repository: `pip install .`",
+        "Python 3.10 or newer is required.",
+        "No API key is needed.",
+    ]
+
+
+def test_rst_headings_lists_and_abbreviations() -> None:
+    rst = (
+        "Metrics\n-------\n\nFor each query rag computes nDCG, e.g. at 10. Dr. Smith and J. Doe agree.\n\n"
+        "- Recall counts found documents\n- Precision counts right ones\n"
+    )
+    assert texts(rst) == [
+        "For each query rag computes nDCG, e.g. at 10.",
+        "Dr. Smith and J. Doe agree.",
+        "Recall counts found documents",
+        "Precision counts right ones",
+    ]
+
+
+def test_html_like_heading_lines_and_hyphenated_pdf_text_and_links() -> None:
+    text = "Configuring rag with a profile\n\nEvery command reads a pro-\nfile written in [YAML](https://yaml.org). It is **strict**.\n"
+    # a hyphen at a line end is kept: in wrapped Markdown it is part of a compound ("well-known")
+    assert texts(text) == ["Every command reads a pro-file written in YAML.", "It is strict."]
+
+
+def test_picks_the_answer_and_cites_its_source() -> None:
+    sources = [
+        "Files larger than 20 MB are skipped with a warning. Binary files are skipped too.",
+        "The index lives in a LanceDB table. Queries run offline.",
+    ]
+    found = extract("which files larger than 20 MB are skipped", sources, bag_of_words, k=1)
+    assert found.answer == "Files larger than 20 MB are skipped with a warning [1]."
+    assert found.cited == [1]
+
+
+def test_near_copies_from_overlapping_chunks_come_once() -> None:
+    sentence = "Hybrid search fuses dense and full-text rankings with reciprocal rank fusion."
+    sources = [
+        f"{sentence} It is the default.",
+        f"{sentence}",
+        "Hybrid search fuses dense and full text rankings with reciprocal rank fusion.",
+    ]
+    found = extract("how does hybrid search fuse rankings", sources, bag_of_words)
+    assert found.answer.count("reciprocal rank fusion") == 1
+
+
+def test_readable_order_sources_by_best_sentence_then_document_order() -> None:
+    sources = [
+        "Cats sleep a lot. Foxes hunt mice at night. Foxes also eat berries.",
+        "Foxes eat mice, berries and insects.",
+    ]
+    found = extract("what do foxes eat mice berries", sources, bag_of_words)
+    parts = re.findall(r"[^.]+\[\d\]\.", found.answer)
+    assert parts, found.answer
+    assert "Cats" not in found.answer
+    # within source 1, document order: hunting comes before berries
+    if "hunt" in found.answer and "berries [1]" in found.answer:
+        assert found.answer.index("hunt") < found.answer.index("berries [1]")
+    assert all(re.search(r"\[\d\]", p) for p in parts)
+
+
+def test_faq_answers_inherit_the_question_and_keep_their_short_opener() -> None:
+    faq = "Can two index runs write at the same time?\nNo. A writer takes a lock on the index.\n\nHow do I filter?\nPass --where with SQL."
+    found = extract("can two index runs write at the same time", [faq], bag_of_words, k=1)
+    assert found.answer == "No. A writer takes a lock on the index [1]."
+
+
+def test_leaning_sentence_brings_the_one_before() -> None:
+    text = "The embedded model is MiniLM with 384 dimensions. It runs on the CPU without any network access."
+    found = extract("does it need network access on the cpu", [text], bag_of_words, k=1)
+    assert found.answer == "The embedded model is MiniLM with 384 dimensions. It runs on the CPU without any network access [1]."
+
+
+def test_no_prose_falls_back_to_the_start_of_the_best_source() -> None:
+    found = extract("config", ["| key | value |\n|---|---|\n| a | 1 |"], bag_of_words)
+    assert found.answer.endswith("[1]") and found.cited == [1]
+
+
+def test_cite_puts_the_marker_before_the_full_stop() -> None:
+    assert cite("Files are skipped.", 2) == "Files are skipped [2]."
+    assert cite("Is it?", 1) == "Is it? [1]"
+    assert cite("Install: `pip install .`", 1) == "Install: `pip install .` [1]"
+
+
+def test_with_the_embedded_model() -> None:
+    from rag.providers.local import shared_model
+
+    model = shared_model()
+
+    def encode(question: str, sentences: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        vectors, _ = model.encode([question, *sentences])
+        return vectors[0], vectors[1:]
+
+    sources = [
+        "Chunks are stored in LanceDB. The store keeps one table per profile.",
+        "Files larger than 20 MB are skipped with a warning that names them. Binary files are skipped.",
+    ]
+    found = extract("what happens to very big files?", sources, encode)
+    assert found.picked[0].sentence.text.startswith("Files larger than 20 MB")
+    assert "[2]" in found.answer and not found.weak
+    assert extract("what is the capital of Peru?", sources, encode).weak
