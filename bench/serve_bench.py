@@ -27,6 +27,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from rag.providers.base import Embedder
+
 DATA = Path(__file__).resolve().parents[2] / "shared/data/scifact-dev"
 
 
@@ -100,7 +102,7 @@ def start_server() -> tuple[subprocess.Popen[str], str]:
     return proc, match.group(0)
 
 
-def http_embedder(url: str):  # type: ignore[no-untyped-def]
+def http_embedder(url: str) -> Embedder:
     from rag.profile import parse_profile
     from rag.providers import make_embedder
 
