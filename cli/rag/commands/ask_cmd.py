@@ -35,7 +35,7 @@ def command(
     profile: str | None = ProfileOption,
     json_out: bool = JsonOption,
 ) -> None:
-    """Answer a question from the indexed documents, citing them as [n]. Exits 10 when they do not answer it."""
+    """Answer a question from the indexed documents, citing them as \\[n]. Exits 10 when they do not answer it."""
     from rag.answer import Settings
     from rag.ask import Asker
     from rag.errors import NO_ANSWER_EXIT
@@ -79,7 +79,7 @@ def _answer_on_terminal(asker: Any, question: str, settings: Any) -> AskResult:
 
     def on_delta(text: str) -> None:
         if not shown and extractive:
-            out.print("Extractive answer (no chat model): the source sentences that best match the question", style="dim italic")
+            out.print("Extractive answer (no chat model configured)", style="dim italic")
         shown.append(text)
         out.print(text, end="", markup=False, highlight=False, soft_wrap=True)
 
