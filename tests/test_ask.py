@@ -151,6 +151,11 @@ def test_rerank_stage_threshold_and_cache(tmp_path: Path) -> None:
     assert again["retrieved"]["reranked"] == reranked
     plain = rag("ask", "what do foxes eat?", "--json", "--no-rerank", cwd=tmp_path).json()
     assert plain["retrieved"]["reranked"] is None and "rerank" not in plain["models"]
+    (tmp_path / ".rag" / "answer-cache.sqlite").unlink()
+    write(tmp_path / "rag.yaml", "rerank:\n  model: local/minilm-cosine\ncache:\n  enabled: false\n")
+    off = rag("ask", "what do foxes eat?", "--json", cwd=tmp_path).json()
+    assert off["cache"] == {"enabled": False, "hit": False, "rerank": "off"} and off["usage"]["rerank"]["calls"] == 1
+    assert not (tmp_path / ".rag" / "answer-cache.sqlite").exists()
 
 
 def test_cold_process(tmp_path: Path) -> None:

@@ -62,6 +62,11 @@ def test_html_like_heading_lines_and_hyphenated_pdf_text_and_links() -> None:
     assert texts(text) == ["Every command reads a pro-file written in YAML.", "It is strict."]
 
 
+def test_structured_abstract_labels_are_dropped() -> None:
+    text = "BACKGROUND Foxes are red animals. RESULTS Of the 32,441 samples 16 were positive. AIDS patients were not affected."
+    assert texts(text) == ["Foxes are red animals.", "Of the 32,441 samples 16 were positive.", "AIDS patients were not affected."]
+
+
 def test_picks_the_answer_and_cites_its_source() -> None:
     sources = [
         "Files larger than 20 MB are skipped with a warning. Binary files are skipped too.",

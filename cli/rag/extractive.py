@@ -44,6 +44,7 @@ _IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 _LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
 _EMPHASIS = re.compile(r"(\*\*|__)(.+?)\1")
 _RST_LITERAL = re.compile(r"``(.+?)``")
+_SECTION_LABEL = re.compile(r"^[A-Z]{4,}(?:\s+[A-Z]{2,})*\s*:?\s+(?=[A-Z][a-z])")  # "RESULTS Of the ..." in structured abstracts
 _END = re.compile(r"([.!?…]+[\"'”’)\]]*)\s+(?=[\"'“‘(\[]?[A-Z0-9])")
 _ABBREVIATIONS = {
     "al", "approx", "ca", "cf", "co", "dr", "e.g", "eg", "eq", "etc", "fig", "figs", "i.e", "ie", "inc", "jr", "ltd",
@@ -98,6 +99,7 @@ def split_sentences(text: str) -> list[tuple[str, int]]:
     out: list[tuple[str, int]] = []
     for unit, paragraph in _units(text):
         for sentence in _split_unit(unit):
+            sentence = _SECTION_LABEL.sub("", sentence)
             if _is_prose(sentence):
                 out.append((_cap(sentence), paragraph))
     return out
