@@ -151,7 +151,10 @@ def _render(out: dict[str, Any]) -> None:
     compared = (out.get("compare") or {}).get("stages", {})
     for name, stage in out["stages"].items():
         deltas = compared.get(name, {}).get("metrics", {})
-        title = name + (f" (vs {out['compare']['against']})" if name in compared else "")
+        title = name
+        if name in compared:
+            old_cfg = out["compare"]["config"]
+            title += f" (vs {out['compare']['against']}: mode {old_cfg.get('mode')}, {old_cfg.get('reranker') or 'no reranker'})"
         table = Table(title=title, title_justify="left")
         table.add_column("metric")
         for k in cfg["ks"]:
@@ -174,9 +177,9 @@ def _render(out: dict[str, Any]) -> None:
         shown = [f"{m} {_colored(signed(lift[m]))}" for m in (f"ndcg@{cfg['ks'][-1]}", "ndcg@10", "recall@10", "mrr@10") if m in lift]
         console.print("rerank lift: " + ", ".join(dict.fromkeys(shown)), highlight=False)
     seconds, idx = out["seconds"], index
-    reuse = "reused" if idx.get("reused") else f"indexed {idx.get('documents', 0)} docs ({idx.get('embedded', 0)} chunks embedded)"
+    reuse = "reused" if idx.get("reused") else f"indexed {idx.get('documents', 0)} docs, embedded {idx.get('embedded', 0)} chunks"
     console.print(
-        f"table {idx['table']} ({reuse}); wall {seconds['total']:.1f}s (index {seconds['index']:.1f}s, queries {seconds['queries']:.1f}s)",
+        f"table {idx['table']}: {reuse}; wall {seconds['total']:.1f}s (index {seconds['index']:.1f}s, queries {seconds['queries']:.1f}s)",
         highlight=False,
     )
 
