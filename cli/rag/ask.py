@@ -38,6 +38,7 @@ from rag.prompt import Numbered, build_prompt, label
 from rag.providers.base import ChatModel, ChatResult, Reranker, Usage, Vectors
 from rag.render import display_path
 from rag.retrieve import Retriever, validate_query
+from rag.store import FileState
 from rag.trace import append_trace, embedding_model
 
 Delta = Callable[[str], None]
@@ -68,6 +69,7 @@ class Asker:
         self.chat: ChatModel | None = make_chat(profile, chat_model)
         self.chat_alias = chat_model or profile.chat.model
         self.cache = AnswerCache(cache_path(profile)) if cache and profile.cache.enabled else None
+        self._states: dict[str, FileState] | None = None
 
     def close(self) -> None:
         if self.cache is not None:
@@ -134,17 +136,23 @@ class Asker:
         return result
 
     def _freshness(self, question: str, settings: Settings, trail: Trail, warn: Warn) -> Staleness:
-        stale = check_freshness(self.retriever.store.file_states())
+        stale = check_freshness(self._file_states())
         if stale and settings.refresh:
             counts, warnings = refresh(self.profile, stale)
             trail.refreshed = counts
             for message in warnings:
                 warn(message)
-            self.retriever = Retriever(self.profile)  # an open table keeps reading the version it opened
-            stale = check_freshness(self.retriever.store.file_states())
+            self.retriever, self._states = Retriever(self.profile), None  # an open table keeps reading the version it opened
+            stale = check_freshness(self._file_states())
         if stale:
             warn(stale.message(f"rag ask --refresh {shlex.quote(question)}"))
         return stale
+
+    def _file_states(self) -> dict[str, FileState]:
+        """What the open table recorded per file; read once, as the open table never changes under us."""
+        if self._states is None:
+            self._states = self.retriever.store.file_states()
+        return self._states
 
     def _rerank(self, question: str, hits: list[Hit], trail: Trail) -> list[Hit]:
         assert self.reranker is not None
