@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,3 +70,53 @@ def test_own_docs_without_an_index_says_how_to_build_one(tmp_path: Path, capsys:
     code, _, err = rag(capsys, "eval", questions, "-p", tmp_path / "rag.yaml")
     assert code == 4
     assert "rag index" in err
+
+
+QUESTIONS = (
+    "- question: how do I install frobnicator with pip\n"
+    "  expected_sources: [docs/install.md]\n"
+    "- question: widgets per batch limit\n"
+    "  expected_sources: [docs/limits.md]\n"
+)
+
+
+def test_extractive_answers_cite_the_expected_sources(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (project / "eval.yaml").write_text(QUESTIONS)
+    code, out, err = rag(capsys, "eval", project / "eval.yaml", "-p", project / "rag.yaml", "--mode", "fts", "--extractive", "--json")
+    assert code == 0, err
+    answers = json.loads(out)["answers"]
+    assert answers["mode"] == "extractive" and answers["questions"] == 2
+    assert answers["cites_expected"] == 1.0
+    assert answers["no_valid_citation"] == 0.0 and answers["no_answer"] == 0.0
+    assert answers["chat_tokens_per_query"] == 0
+
+
+def test_chat_answers_citations_tokens_and_cost(project: Path, capsys: pytest.CaptureFixture[str], fault: Any) -> None:
+    (project / "eval.yaml").write_text(QUESTIONS + "- question: who painted the sky\n  expected_sources: [docs/history.md]\n")
+    (project / "rag.yaml").write_text(
+        "store:\n  uri: store\n"
+        f"providers:\n  fake:\n    kind: openai\n    base_url: {fault.url}\n    max_retries: 0\n"
+        "chat:\n  model: fake/gpt\n  price_in_per_1m_tokens: 1.0\n  price_out_per_1m_tokens: 2.0\n"
+    )
+    fault.chat_reply = "It is in the first source [1]."
+    saved = project / "run.json"
+    code, out, err = rag(capsys, "eval", project / "eval.yaml", "-p", project / "rag.yaml", "--mode", "fts", "--json", "--save", saved)
+    assert code == 0, err
+    answers = json.loads(out)["answers"]
+    # [1] is each question's top full-text hit: the expected file for the first two; the third question's
+    # words match nothing, so nothing passes and it is a no-answer (no chat call, no citation)
+    assert answers["mode"] == "chat" and answers["questions"] == 3
+    assert answers["cites_expected"] == pytest.approx(2 / 3, abs=1e-6)
+    assert answers["no_answer"] == pytest.approx(1 / 3, abs=1e-6)
+    assert answers["no_valid_citation"] == pytest.approx(1 / 3, abs=1e-6)
+    # the fault server reports 20 prompt + 7 completion tokens per call: 2 calls over 3 questions
+    assert answers["chat_tokens_per_query"] == pytest.approx(2 * 27 / 3, abs=0.01)
+    assert answers["chat_cost_per_query_usd"] == pytest.approx(2 * (20 * 1.0 + 7 * 2.0) / 1e6 / 3, abs=1e-8)
+    per_question = json.loads(saved.read_text())["per_query"]["answers"]
+    assert per_question["q1"]["cited_sources"] == [str((project / "docs" / "install.md").resolve())]
+
+    fault.chat_reply = "No citations here."
+    code, out, _ = rag(capsys, "eval", project / "eval.yaml", "-p", project / "rag.yaml", "--mode", "fts", "--json")
+    assert json.loads(out)["answers"]["no_valid_citation"] == 1.0
+    code, out, _ = rag(capsys, "eval", project / "eval.yaml", "-p", project / "rag.yaml", "--mode", "fts", "--json", "--no-answers")
+    assert json.loads(out)["answers"] is None

@@ -2,13 +2,17 @@
 
 Stages. ``retrieval`` ranks documents by their best chunk from the
 retriever (dense, fts or hybrid). ``rerank``, when a reranker is configured,
-re-scores the best chunk of the top ``rerank_depth`` documents; the
+re-scores the best chunk of the top ``rerank_depth`` documents (with its
+title and heading, as ``rag ask`` gives it to the reranker); the
 retrieval ranking below that depth follows unchanged. The difference between
 the two stages' metrics is the reranker's lift.
 
 Depth. Several chunks of one document may rank, so the retriever is asked for
 ``CHUNKS_PER_DOC`` times as many chunks as documents are needed: max(k), or
 the rerank depth when larger. ``map`` is computed over max(k) documents.
+
+Answers (own-documents sets, when a chat model is configured or with
+``extractive``) are checked by :mod:`rag.evaluate_answers`.
 
 A BEIR corpus is indexed into a table of its own (see
 :func:`rag.datasets.table_name`), so it is reused while the corpus and the
@@ -28,6 +32,7 @@ from typing import Any, Protocol
 from rag.datasets import RUN_FORMAT, EvalSet, iter_corpus, table_name
 from rag.documents import Hit
 from rag.errors import UsageError
+from rag.evaluate_answers import AnswerStats, answer_questions, wanted
 from rag.metrics import document_run, evaluate_run, mean_metrics, percentile, ranked_scores
 from rag.profile import Profile
 from rag.providers.base import Reranker, Usage
@@ -116,7 +121,7 @@ class EvalReport:
     config: dict[str, Any]
     index: dict[str, Any]
     stages: dict[str, Stage]
-    answers: dict[str, Any] | None = None
+    answers: AnswerStats | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -133,7 +138,7 @@ class EvalReport:
             "config": self.config,
             "index": self.index,
             "stages": {name: stage.summary(self.profile) for name, stage in self.stages.items()},
-            "answers": self.answers,
+            "answers": self.answers.summary(self.profile) if self.answers else None,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
         if "rerank" in self.stages:
@@ -141,6 +146,8 @@ class EvalReport:
             out["rerank_lift"] = {name: round(reranked[name] - base[name], 6) for name in reranked if name in base}
         if per_query:
             out["per_query"] = {name: stage.per_query for name, stage in self.stages.items()}
+            if self.answers:
+                out["per_query"]["answers"] = self.answers.per_query
         return out
 
 
@@ -193,6 +200,7 @@ def evaluate(
     mode: str | None = None,
     ks: Sequence[int] = (1, 3, 5, 10, 100),
     rerank_depth: int | None = None,
+    extractive: bool = False,
     events: EvalEvents | None = None,
 ) -> EvalReport:
     """Index (BEIR) or open (own documents) the table, run every query, score every stage."""
@@ -233,7 +241,10 @@ def evaluate(
     stages["retrieval"].usage = retriever.usage
     for stage in stages.values():
         stage.score(eval_set, ks)
-    answers = answer_stats(profile, eval_set, ev)
+    queried = time.perf_counter()
+    answers = None
+    if wanted(profile, eval_set, extractive):
+        answers = answer_questions(profile, eval_set, mode=mode, extractive=extractive, events=ev)
     finished = time.perf_counter()
     return EvalReport(
         profile=profile,
@@ -251,7 +262,7 @@ def evaluate(
         index=index,
         stages=stages,
         answers=answers,
-        seconds={"index": indexed - started, "queries": finished - indexed, "total": finished - started},
+        seconds={"index": indexed - started, "queries": queried - indexed, "answers": finished - queried, "total": finished - started},
     )
 
 
@@ -266,11 +277,13 @@ def _best_chunks(hits: list[Hit]) -> list[Hit]:
 
 
 def _rerank(reranker: Reranker, query: str, docs: list[Hit], depth: int, max_k: int, qid: str, stage: Stage) -> None:
+    from rag.ask import rerank_text
+
     head, tail = docs[:depth], docs[depth:]
     ranking: list[tuple[str, float]] = []
     began = time.perf_counter()
     if head:
-        result = reranker.rerank(query, [h.text for h in head], top_n=len(head))
+        result = reranker.rerank(query, [rerank_text(h) for h in head], top_n=len(head))
         stage.usage.add(result.usage)
         ranking = [(head[r.index].source, r.score) for r in result.hits]
         returned = {r.index for r in result.hits}
@@ -297,14 +310,3 @@ def _dataset_info(eval_set: EvalSet) -> dict[str, Any]:
         "queries": len(eval_set.queries),
         "judged_queries": judged,
     }
-
-
-def answer_stats(profile: Profile, eval_set: EvalSet, events: EvalEvents) -> dict[str, Any] | None:
-    """HOOK (answers): citation checks for own-documents sets, once ``rag.ask`` exists.
-
-    When a chat model is configured, or in extractive mode, each question is
-    answered with ``rag.ask.answer(...)`` and we report the share of answers
-    whose citations include an expected source and the share with no valid
-    citation. Until ``rag/ask.py`` lands this returns None.
-    """
-    return None

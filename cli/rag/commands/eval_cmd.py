@@ -22,6 +22,8 @@ def command(
     rerank_depth: int | None = typer.Option(None, "--rerank-depth", min=1, help="Rerank this many retrieved documents (default 100)."),
     reranker: str | None = typer.Option(None, "--reranker", help="Reranker provider/model overriding rerank.model."),
     no_rerank: bool = typer.Option(False, "--no-rerank", help="Skip the rerank stage even when a reranker is configured."),
+    extractive: bool = typer.Option(False, "--extractive", help="Own-docs sets: also answer extractively and check the citations."),
+    no_answers: bool = typer.Option(False, "--no-answers", help="Own-docs sets: skip answering even when a chat model is configured."),
     save: Path | None = typer.Option(None, "--save", help="Save the run (with per-query metrics) as JSON, for --compare."),
     compare: Path | None = typer.Option(None, "--compare", help="A run saved with --save: print deltas against it."),
     trec_run: Path | None = typer.Option(None, "--trec-run", help="Write the last stage's ranking as a TREC run file."),
@@ -49,10 +51,12 @@ def command(
         prof.rerank.model = reranker
     if no_rerank:
         prof.rerank.model = None
+    if no_answers:
+        prof.chat.model, extractive = None, False
     eval_set = load_eval_set(dataset, split).limited(limit)
 
     with _Bars() as bars:
-        report = evaluate(prof, eval_set, mode=mode, ks=ks, rerank_depth=rerank_depth, events=bars)
+        report = evaluate(prof, eval_set, mode=mode, ks=ks, rerank_depth=rerank_depth, extractive=extractive, events=bars)
 
     out = report.as_dict()
     if old is not None:
@@ -176,6 +180,15 @@ def _render(out: dict[str, Any]) -> None:
         lift = out["rerank_lift"]
         shown = [f"{m} {_colored(signed(lift[m]))}" for m in (f"ndcg@{cfg['ks'][-1]}", "ndcg@10", "recall@10", "mrr@10") if m in lift]
         console.print("rerank lift: " + ", ".join(dict.fromkeys(shown)), highlight=False)
+    answers = out.get("answers")
+    if answers:
+        console.print(
+            f"answers ({answers['mode']}, {answers['questions']} questions): cite an expected source {answers['cites_expected']:.1%}, "
+            f"no valid citation {answers['no_valid_citation']:.1%}, no answer {answers['no_answer']:.1%}; "
+            f"p50 {answers['latency_ms']['p50']:.0f} ms, {answers['chat_tokens_per_query']:.0f} chat tokens and "
+            f"${answers['chat_cost_per_query_usd']:.6f} per question",
+            highlight=False,
+        )
     seconds, idx = out["seconds"], index
     reuse = "reused" if idx.get("reused") else f"indexed {idx.get('documents', 0)} docs, embedded {idx.get('embedded', 0)} chunks"
     console.print(
