@@ -2,10 +2,11 @@
 
 Stages. ``retrieval`` ranks documents by their best chunk from the
 retriever (dense, fts or hybrid). ``rerank``, when a reranker is configured,
-re-scores the best chunk of the top ``rerank_depth`` documents (with its
-title and heading, as ``rag ask`` gives it to the reranker); the
-retrieval ranking below that depth follows unchanged. The difference between
-the two stages' metrics is the reranker's lift.
+re-scores the best chunk of each of the top ``rerank_depth`` documents
+(default ``ask.top_k``, the depth ``rag ask`` reranks), with its title and
+heading as ``rag ask`` sends it; the retrieval ranking below that depth
+follows unchanged. The difference between the two stages' metrics is the
+reranker's lift. Each stage's latency is its own: retrieval, then rerank.
 
 Depth. Several chunks of one document may rank, so the retriever is asked for
 ``CHUNKS_PER_DOC`` times as many chunks as documents are needed: max(k), or
@@ -38,7 +39,6 @@ from rag.profile import Profile
 from rag.providers.base import Reranker, Usage
 
 CHUNKS_PER_DOC = 2
-DEFAULT_RERANK_DEPTH = 100
 
 
 class EvalEvents(Protocol):
@@ -224,7 +224,8 @@ def evaluate(
     if mode != "fts":
         _ = retriever.embedder  # load the model once, outside the timings
     reranker = make_reranker(profile)
-    depth = max(ks[-1], rerank_depth or DEFAULT_RERANK_DEPTH) if reranker else ks[-1]
+    rerank_depth = rerank_depth or profile.ask.top_k  # what rag ask reranks
+    depth = max(ks[-1], rerank_depth) if reranker else ks[-1]
     stages = {"retrieval": Stage("retrieval", "embed")}
     if reranker is not None:
         stages["rerank"] = Stage("rerank", "rerank")
@@ -236,7 +237,7 @@ def evaluate(
         docs = _best_chunks(hits)[:depth]
         stages["retrieval"].runs[qid] = document_run(docs[: ks[-1]])
         if reranker is not None:
-            _rerank(reranker, text, docs, rerank_depth or DEFAULT_RERANK_DEPTH, ks[-1], qid, stages["rerank"])
+            _rerank(reranker, text, docs, rerank_depth, ks[-1], qid, stages["rerank"])
         ev.advance()
     stages["retrieval"].usage = retriever.usage
     for stage in stages.values():
@@ -255,7 +256,7 @@ def evaluate(
             "embedding": profile.embedding.model,
             "chunking": {"max_tokens": profile.chunking.max_tokens, "overlap": profile.chunking.overlap},
             "reranker": reranker.ref if reranker else None,
-            "rerank_depth": (rerank_depth or DEFAULT_RERANK_DEPTH) if reranker else None,
+            "rerank_depth": rerank_depth if reranker else None,
             "retrieval_depth_chunks": depth * CHUNKS_PER_DOC,
             "profile": profile.source,
         },

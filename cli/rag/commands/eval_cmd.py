@@ -19,7 +19,9 @@ def command(
     mode: str | None = typer.Option(None, "--mode", help="dense, fts or hybrid (default: retrieval.mode of the profile)."),
     k: str = typer.Option("1,3,5,10,100", "--k", help="Cut-offs for every metric, comma-separated."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Evaluate only the first N queries."),
-    rerank_depth: int | None = typer.Option(None, "--rerank-depth", min=1, help="Rerank this many retrieved documents (default 100)."),
+    rerank_depth: int | None = typer.Option(
+        None, "--rerank-depth", min=1, help="Rerank this many retrieved documents (default: ask.top_k)."
+    ),
     reranker: str | None = typer.Option(None, "--reranker", help="Reranker provider/model overriding rerank.model."),
     no_rerank: bool = typer.Option(False, "--no-rerank", help="Skip the rerank stage even when a reranker is configured."),
     extractive: bool = typer.Option(False, "--extractive", help="Own-docs sets: also answer extractively and check the citations."),
