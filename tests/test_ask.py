@@ -9,7 +9,7 @@ from pathlib import Path
 from tests.clirun import rag, write
 
 from rag.errors import NO_ANSWER_EXIT
-from rag.freshness import check
+from rag.freshness import Staleness, check
 from rag.store import FileState
 
 
@@ -112,6 +112,15 @@ def test_dataset_sources_are_not_files() -> None:
     states = {"13734012": FileState(0.0, 0, "abc", 1), "/definitely/not/here.md": FileState(1.0, 5, "def", 2)}
     stale = check(states)
     assert stale.changed == [] and stale.removed == ["/definitely/not/here.md"]
+
+
+def test_index_suggestion_is_never_too_broad(tmp_path: Path) -> None:
+    a, b = write(tmp_path / "docs" / "a.md", "a"), write(tmp_path / "docs" / "sub" / "b.md", "b")
+    assert Staleness([str(a), str(b)], []).index_target() == str(tmp_path / "docs")
+    assert Staleness([str(a)], [str(tmp_path / "docs" / "gone" / "c.md")]).index_target() == str(tmp_path / "docs")
+    assert Staleness([], ["/tmp/no-such-folder-here/c.md"]).index_target() is None  # only /tmp would cover it
+    message = Staleness([], ["/tmp/no-such-folder-here/c.md"]).message("rag ask --refresh q")
+    assert message.endswith("run rag ask --refresh q") and "rag index" not in message
 
 
 def test_trace_lines_for_ask_and_query(tmp_path: Path) -> None:

@@ -40,18 +40,21 @@ class Staleness:
             )
         examples = ", ".join(display_path(p) for p in [*self.changed, *self.removed][:3])
         more = ", …" if len(self.changed) + len(self.removed) > 3 else ""
-        return (
-            f"{' and '.join(parts)} since indexing ({examples}{more}); answers may be out of date: "
-            f"run {refresh_command} or rag index {self.index_target()}"
-        )
+        target = self.index_target()
+        fixes = f"{refresh_command} or rag index {target}" if target else refresh_command
+        return f"{' and '.join(parts)} since indexing ({examples}{more}); answers may be out of date: run {fixes}"
 
-    def index_target(self) -> str:
-        """The narrowest existing path whose re-index covers every change (deletions need their folder)."""
-        paths = [*self.changed, *(str(Path(p).parent) for p in self.removed)]
-        common = Path(os.path.commonpath(paths))
-        while not common.exists() and common != common.parent:
-            common = common.parent
-        return _quote(display_path(str(common)))
+    def index_target(self) -> str | None:
+        """What to pass to ``rag index``: the narrowest existing folder covering every change (deletions need
+        their folder), else the changed paths themselves; None when only a folder as broad as ``/tmp`` or the
+        home folder would do."""
+        paths = sorted({*self.changed, *(str(_existing(Path(p).parent)) for p in self.removed)})
+        common = _existing(Path(os.path.commonpath(paths)))
+        if not _broad(common):
+            return _quote(display_path(str(common)))
+        if any(_broad(Path(p)) for p in paths):
+            return None
+        return " ".join(_quote(display_path(p)) for p in paths[:3]) + (" …" if len(paths) > 3 else "")
 
 
 def check(states: dict[str, FileState]) -> Staleness:
@@ -107,6 +110,16 @@ def refresh(profile: Profile, stale: Staleness) -> tuple[dict[str, int], list[st
         for key in counts:
             counts[key] += getattr(report, key)
     return counts, events.warnings
+
+
+def _broad(path: Path) -> bool:
+    return len(path.parts) <= 2 or path == Path.home()
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def _count(n: int, noun: str) -> str:
