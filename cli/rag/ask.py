@@ -223,7 +223,8 @@ class Asker:
         return trail.result(checked.text.strip(), prompt.sources, cited=checked.cited, invalid=checked.invalid)
 
     def _extract(self, question: str, hits: list[Hit], trail: Trail, on_delta: Delta | None) -> AskResult:
-        found = extract(question, [h.text for h in hits], self._encode(trail))
+        headings = [(h.heading.rsplit(" › ", 1)[-1] if h.heading else h.title) for h in hits]
+        found = extract(question, [h.text for h in hits], self._encode(trail), headings=headings)
         if on_delta is not None and found.answer:
             on_delta(found.answer)
         sources = [Numbered(i, h, h.text) for i, h in enumerate(hits, start=1)]

@@ -7,9 +7,12 @@ embedding model (the caller passes ``encode``), and a few are picked by
 maximal marginal relevance, so a near-copy of a picked sentence (overlapping
 chunks repeat text) never comes twice. Picked sentences are shown grouped by
 source, best source first, in document order within a source, each followed
-by its ``[n]``. A sentence that opens with "This"/"It"/"However", follows a
-short "No." or answers a question in an FAQ brings the sentence before it,
-so it still makes sense on its own.
+by its ``[n]``. A sentence that opens with "This"/"It"/"However" or follows
+a short "No." brings the sentence before it, so it makes sense on its own;
+a short picked sentence brings the next one when that one leans on it.
+Sentences answering a question in the text (FAQs) are as relevant as the
+question, nearly, and a source whose heading matches the question is
+preferred over one whose heading does not.
 """
 
 from __future__ import annotations
@@ -29,11 +32,14 @@ MAX_PER_SOURCE = 60  # sentences scored per source: bounds the embedding cost of
 MIN_WORDS = 4
 MAX_CHARS = 500
 NEAR_COPY = 0.92  # cosine above which two sentences say the same thing
-BELOW_BEST = 0.12  # picked sentences score at most this far below the best one
+BELOW_BEST = 0.15  # picked sentences score at most this far below the best one
 DIVERSITY = 0.3  # weight of redundancy against relevance in MMR
 SOURCE_BONUS = 0.04  # the best-ranked source's sentences get this much, the last source's none
 WEAK = 0.25  # cosine below which the best sentence hardly relates to the question (MiniLM)
-INHERIT = 0.95  # share of a question's similarity passed on to the sentences that answer it
+SECTION_WEIGHT = 0.3  # share of a heading's similarity (above the floor) added to its sentences
+SECTION_FLOOR = 0.2  # headings such as "page 2" or "faq" say nothing; they lift nothing
+INHERIT = 0.95
+FOLLOW_BELOW_WORDS = 10  # a picked sentence shorter than this brings the next one when that one leans on it  # share of a question's similarity passed on to the sentences that answer it
 
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _ATX = re.compile(r"^\s{0,3}#{1,6}(\s|$)")
@@ -45,7 +51,7 @@ _LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
 _EMPHASIS = re.compile(r"(\*\*|__)(.+?)\1")
 _RST_LITERAL = re.compile(r"``(.+?)``")
 _SECTION_LABEL = re.compile(r"^[A-Z]{4,}(?:\s+[A-Z]{2,})*\s*:?\s+(?=[A-Z][a-z])")  # "RESULTS Of the ..." in structured abstracts
-_END = re.compile(r"([.!?…]+[\"'”’)\]]*)\s+(?=[\"'“‘(\[]?[A-Z0-9])")
+_END = re.compile(r"([.!?…]+[\"'”’)\]]*)\s+(?=[\"'“‘(\[]?([A-Za-z0-9]))")
 _ABBREVIATIONS = {
     "al", "approx", "ca", "cf", "co", "dr", "e.g", "eg", "eq", "etc", "fig", "figs", "i.e", "ie", "inc", "jr", "ltd",
     "mr", "mrs", "ms", "p", "pp", "prof", "ref", "refs", "sr", "st", "vol", "vs",
@@ -73,8 +79,10 @@ class Sentence:
 @dataclass
 class Picked:
     sentence: Sentence
-    score: float
+    score: float  # what selection ranked by: similarity plus source and section priors
     context: Sentence | None = None  # the sentence before, shown first because this one leans on it
+    follow: Sentence | None = None  # the sentence after, shown too because it continues this short one
+    similarity: float = 0.0  # cosine with the question (or with the question it answers, in an FAQ)
 
 
 @dataclass
@@ -86,7 +94,7 @@ class Extract:
 
     @property
     def best(self) -> float:
-        return max((p.score for p in self.picked), default=0.0)
+        return max((p.similarity for p in self.picked), default=0.0)
 
     @property
     def weak(self) -> bool:
@@ -130,12 +138,19 @@ def select(
     sentences: Sequence[Sentence],
     sources: int,
     k: int = MAX_SENTENCES,
+    section: Sequence[float] | None = None,
 ) -> list[tuple[int, float]]:
-    """Indices of the picked sentences with their scores, best first (maximal marginal relevance)."""
+    """Indices of the picked sentences with their scores, best first (maximal marginal relevance).
+
+    ``section`` holds each source's heading similarity to the question: a heading that matches lifts all
+    of its sentences alike, which moves the choice between sources, never the order within one.
+    """
     pickable = np.array([s.pickable for s in sentences], dtype=bool)
     if not pickable.any():
         return []
     bonus = np.array([SOURCE_BONUS * (1 - s.source / max(1, sources - 1)) if sources > 1 else 0.0 for s in sentences])
+    if section is not None:
+        bonus += np.array([SECTION_WEIGHT * max(0.0, section[s.source] - SECTION_FLOOR) for s in sentences])
     relevance = _inherit(vectors @ question, sentences) + bonus
     relevance[~pickable] = -np.inf
     floor = float(relevance.max()) - BELOW_BEST
@@ -186,9 +201,10 @@ def compose(picked: list[Picked]) -> tuple[str, list[int]]:
             if p.context is not None and p.context.position not in shown:
                 shown.add(p.context.position)
                 parts.append(p.context.text)  # cited by the sentence it leads into
-            if p.sentence.position not in shown:
-                shown.add(p.sentence.position)
-                parts.append(cite(p.sentence.text, source + 1))
+            for s in (p.sentence, p.follow):
+                if s is not None and s.position not in shown:
+                    shown.add(s.position)
+                    parts.append(cite(s.text, source + 1))
     return " ".join(parts), [s + 1 for s in order]
 
 
@@ -199,22 +215,30 @@ def cite(sentence: str, n: int) -> str:
     return f"{sentence} [{n}]"
 
 
-def extract(question: str, texts: Sequence[str], encode: Encode, k: int = MAX_SENTENCES) -> Extract:
-    """Pick up to ``k`` sentences from ``texts`` (sources, best first) that answer ``question``."""
+def extract(question: str, texts: Sequence[str], encode: Encode, k: int = MAX_SENTENCES, headings: Sequence[str] | None = None) -> Extract:
+    """Pick up to ``k`` sentences from ``texts`` (sources, best first) that answer ``question``.
+
+    ``headings`` (one per source, e.g. its heading path's last part) are embedded in the same call.
+    """
     sentences = candidates(texts)
     embedded = [i for i, s in enumerate(sentences) if not s.short]
     if not any(s.pickable for s in sentences):
         return _fallback(texts)
-    q, some = encode(question, [sentences[i].text for i in embedded])
-    some = np.asarray(some, dtype=np.float32)
+    titles = [h.strip() for h in headings] if headings is not None else []
+    unique = [t for t in dict.fromkeys(titles) if t]
+    q, some = encode(question, [sentences[i].text for i in embedded] + unique)
+    q, some = np.asarray(q, dtype=np.float32), np.asarray(some, dtype=np.float32)
     vectors = np.zeros((len(sentences), some.shape[1]), dtype=np.float32)
-    vectors[embedded] = some
+    vectors[embedded] = some[: len(embedded)]
+    heading_similarity = dict(zip(unique, (some[len(embedded) :] @ q).tolist(), strict=True))
+    section = [heading_similarity.get(t, 0.0) for t in titles] if titles else None
+    similarity = _inherit(vectors @ q, sentences)
     picked = []
-    for i, score in select(np.asarray(q, dtype=np.float32), vectors, sentences, len(texts), k):
+    for i, score in select(q, vectors, sentences, len(texts), k, section):
         s = sentences[i]
-        picked.append(Picked(s, score, _context(s, sentences)))
+        picked.append(Picked(s, score, _context(s, sentences), _follow(s, sentences), float(similarity[i])))
     answer, cited = compose(picked)
-    return Extract(answer, picked, cited, len(embedded))
+    return Extract(answer, picked, cited, len(embedded) + len(unique))
 
 
 # --------------------------------------------------------------------------- splitting
@@ -271,15 +295,17 @@ def _units(text: str) -> list[tuple[str, int]]:
         else:
             if not lines:
                 item = False
+            elif len(lines) == 1 and not item and _looks_like_heading(lines, 6) and stripped[:1].isupper():
+                lines.clear()  # a heading line glued to its paragraph (PDF text)
             lines.append(stripped)
     flush()
     end_code()
     return units
 
 
-def _looks_like_heading(lines: list[str]) -> bool:
+def _looks_like_heading(lines: list[str], words: int = 10) -> bool:
     """One short line without closing punctuation: a heading from HTML or PDF text, not a sentence."""
-    return len(lines) == 1 and len(lines[0].split()) <= 10 and not lines[0].rstrip("\"')]`*").endswith((".", "!", "?", ":", ";", "…"))
+    return len(lines) == 1 and len(lines[0].split()) <= words and not lines[0].rstrip("\"')]`*").endswith((".", "!", "?", ":", ";", "…"))
 
 
 def _join(lines: list[str]) -> str:
@@ -302,6 +328,9 @@ def _split_unit(unit: str) -> list[str]:
         numbered = word in ("no", "nos") and unit[match.end() : match.end() + 1].isdigit()
         if match.group(1) == "." and (word in _ABBREVIATIONS or numbered or (len(word) == 1 and word.isalpha())):
             continue  # "e.g. Python", "J. Smith", "No. 5"
+        if match.group(2).islower() and not (len(word) >= 3 and word.isalpha()):
+            continue  # a lower-case start ("... retrieval. rag supports") only after a plain word
+
         sentences.append(unit[start : match.end(1)].strip())
         start = match.end()
     sentences.append(unit[start:].strip())
@@ -319,14 +348,22 @@ def _cap(sentence: str) -> str:
 
 
 def _context(s: Sentence, sentences: Sequence[Sentence]) -> Sentence | None:
-    """The sentence before ``s`` when ``s`` leans on it ("This ...") or it is a short answer ("No.") or opens an answer."""
-    same = {o.position: o for o in sentences if o.source == s.source and o.paragraph == s.paragraph}
-    before = same.get(s.position - 1)
+    """The sentence before ``s`` when ``s`` leans on it ("This ...") or it is a short answer ("No.")."""
+    before = next((o for o in sentences if (o.source, o.paragraph, o.position) == (s.source, s.paragraph, s.position - 1)), None)
     if before is None or before.question:
         return None
     first = re.sub(r"[^\w]", "", s.text.split(None, 1)[0]).lower()
-    opens_answer = (q := same.get(s.position - 2)) is not None and q.question
-    return before if first in _LEANS_BACK or before.short or opens_answer else None
+    return before if first in _LEANS_BACK or before.short else None
+
+
+def _follow(s: Sentence, sentences: Sequence[Sentence]) -> Sentence | None:
+    """The sentence after a short picked one when it leans on it ("Hybrid search is the default. It runs ...")."""
+    if len(s.text.split()) >= FOLLOW_BELOW_WORDS:
+        return None
+    after = next((o for o in sentences if (o.source, o.paragraph, o.position) == (s.source, s.paragraph, s.position + 1)), None)
+    if after is None or not after.pickable:
+        return None
+    return after if re.sub(r"[^\w]", "", after.text.split(None, 1)[0]).lower() in _LEANS_BACK else None
 
 
 def _fallback(texts: Sequence[str]) -> Extract:
