@@ -10,7 +10,8 @@ import re
 
 import numpy as np
 
-from rag.extractive import cite, extract, split_sentences
+from rag.extractive import cite, extract
+from rag.sentences import split_sentences
 
 
 def bag_of_words(question: str, sentences: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -1,8 +1,7 @@
 """The extractive answer: the source sentences that best answer the question. Pure.
 
 Used when no chat model is configured. The sources are split into sentences
-(wrapped lines joined; headings, code, tables and list intros left out), each
-sentence is scored by cosine similarity with the question under the
+(:mod:`rag.sentences`), each sentence is scored by cosine similarity with the question under the
 embedding model (the caller passes ``encode``), and a few are picked by
 maximal marginal relevance, so a near-copy of a picked sentence (overlapping
 chunks repeat text) never comes twice. Picked sentences are shown grouped by
@@ -24,13 +23,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.providers.base import Vectors
+from rag.sentences import split_sentences
 
 Encode = Callable[[str, list[str]], tuple[Vectors, Vectors]]  # (question, sentences) -> (question vector, sentence vectors)
 
 MAX_SENTENCES = 3
 MAX_PER_SOURCE = 60  # sentences scored per source: bounds the embedding cost of one answer
 MIN_WORDS = 4
-MAX_CHARS = 500
 NEAR_COPY = 0.92  # cosine above which two sentences say the same thing
 BELOW_BEST = 0.15  # picked sentences score at most this far below the best one
 DIVERSITY = 0.3  # weight of redundancy against relevance in MMR
@@ -38,24 +37,9 @@ SOURCE_BONUS = 0.04  # the best-ranked source's sentences get this much, the las
 WEAK = 0.25  # cosine below which the best sentence hardly relates to the question (MiniLM)
 SECTION_WEIGHT = 0.3  # share of a heading's similarity (above the floor) added to its sentences
 SECTION_FLOOR = 0.2  # headings such as "page 2" or "faq" say nothing; they lift nothing
-INHERIT = 0.95
-FOLLOW_BELOW_WORDS = 10  # a picked sentence shorter than this brings the next one when that one leans on it  # share of a question's similarity passed on to the sentences that answer it
+INHERIT = 0.95  # share of a question's similarity passed on to the sentences that answer it
+FOLLOW_BELOW_WORDS = 10  # a picked sentence shorter than this brings the next one when that one leans on it
 
-_FENCE = re.compile(r"^\s*(```|~~~)")
-_ATX = re.compile(r"^\s{0,3}#{1,6}(\s|$)")
-_UNDERLINE = re.compile(r"^\s*([=\-~^\"'`#*+.:_])\1{2,}\s*$")
-_BULLET = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+")
-_TABLE = re.compile(r"^\s*\|")
-_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
-_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
-_EMPHASIS = re.compile(r"(\*\*|__)(.+?)\1")
-_RST_LITERAL = re.compile(r"``(.+?)``")
-_SECTION_LABEL = re.compile(r"^[A-Z]{4,}(?:\s+[A-Z]{2,})*\s*:?\s+(?=[A-Z][a-z])")  # "RESULTS Of the ..." in structured abstracts
-_END = re.compile(r"([.!?…]+[\"'”’)\]]*)\s+(?=[\"'“‘(\[]?([A-Za-z0-9]))")
-_ABBREVIATIONS = {
-    "al", "approx", "ca", "cf", "co", "dr", "e.g", "eg", "eq", "etc", "fig", "figs", "i.e", "ie", "inc", "jr", "ltd",
-    "mr", "mrs", "ms", "p", "pp", "prof", "ref", "refs", "sr", "st", "vol", "vs",
-}  # fmt: skip
 _LEANS_BACK = {
     "also", "but", "hence", "however", "it", "its", "so", "such", "that", "these", "they", "their", "this", "those",
     "thus", "therefore", "then", "there", "he", "she", "his", "her", "both", "instead", "otherwise",
@@ -100,17 +84,6 @@ class Extract:
     def weak(self) -> bool:
         """Even the best sentence is barely related to the question: the sources probably do not answer it."""
         return self.best < WEAK
-
-
-def split_sentences(text: str) -> list[tuple[str, int]]:
-    """(sentence, paragraph number) for the prose in ``text``: Markdown, reStructuredText, wrapped plain text or PDF text."""
-    out: list[tuple[str, int]] = []
-    for unit, paragraph in _units(text):
-        for sentence in _split_unit(unit):
-            sentence = _SECTION_LABEL.sub("", sentence)
-            if _is_prose(sentence):
-                out.append((_cap(sentence), paragraph))
-    return out
 
 
 def candidates(texts: Sequence[str], per_source: int = MAX_PER_SOURCE) -> list[Sentence]:
@@ -239,112 +212,6 @@ def extract(question: str, texts: Sequence[str], encode: Encode, k: int = MAX_SE
         picked.append(Picked(s, score, _context(s, sentences), _follow(s, sentences), float(similarity[i])))
     answer, cited = compose(picked)
     return Extract(answer, picked, cited, len(embedded) + len(unique))
-
-
-# --------------------------------------------------------------------------- splitting
-
-
-def _units(text: str) -> list[tuple[str, int]]:
-    """Runs of prose (a paragraph, or one list item) with wrapped lines joined.
-
-    A short code block after a sentence that ends in ":" joins it in backticks
-    ("Install it with pip: `pip install .`"); other code is left out.
-    """
-    units: list[tuple[str, int]] = []
-    lines: list[str] = []
-    code: list[str] = []
-    paragraph, in_fence, item = 0, False, False
-
-    def flush() -> None:
-        if lines and (item or not _looks_like_heading(lines)):
-            units.append((_join(lines), paragraph))
-        lines.clear()
-
-    def end_code() -> None:
-        if code and units and units[-1][0].endswith(":") and len(code) <= 2 and all(len(c) <= 80 for c in code):
-            units[-1] = (units[-1][0] + " `" + "; ".join(code) + "`", units[-1][1])
-        code.clear()
-
-    for line in text.splitlines():
-        stripped = line.strip()
-        if _FENCE.match(line):
-            flush()
-            in_fence = not in_fence
-            if not in_fence:
-                end_code()
-            continue
-        if in_fence or (line.startswith(("    ", "\t")) and not lines and stripped):
-            code.append(stripped) if stripped else None
-            continue
-        if not stripped:
-            flush()
-            paragraph += 1
-            continue
-        end_code()
-        if _UNDERLINE.match(stripped):
-            if lines:
-                lines.pop()  # the heading this underlines
-            flush()
-        elif _ATX.match(line) or _TABLE.match(line):
-            flush()
-        elif _BULLET.match(line):
-            flush()
-            item = True
-            lines.append(_BULLET.sub("", line, count=1).strip())
-            continue
-        else:
-            if not lines:
-                item = False
-            elif len(lines) == 1 and not item and _looks_like_heading(lines, 6) and stripped[:1].isupper():
-                lines.clear()  # a heading line glued to its paragraph (PDF text)
-            lines.append(stripped)
-    flush()
-    end_code()
-    return units
-
-
-def _looks_like_heading(lines: list[str], words: int = 10) -> bool:
-    """One short line without closing punctuation: a heading from HTML or PDF text, not a sentence."""
-    return len(lines) == 1 and len(lines[0].split()) <= words and not lines[0].rstrip("\"')]`*").endswith((".", "!", "?", ":", ";", "…"))
-
-
-def _join(lines: list[str]) -> str:
-    text = lines[0]
-    for line in lines[1:]:
-        hyphenated = text.endswith("-") and len(text) > 1 and text[-2].isalpha() and line[:1].islower()
-        text = text + line if hyphenated else f"{text} {line}"
-    text = _IMAGE.sub("", text)
-    text = _LINK.sub(r"\1", text)
-    text = _RST_LITERAL.sub(r"`\1`", text)
-    return _EMPHASIS.sub(r"\2", text).strip()
-
-
-def _split_unit(unit: str) -> list[str]:
-    sentences: list[str] = []
-    start = 0
-    for match in _END.finditer(unit):
-        before = unit[start : match.start()].rsplit(None, 1)
-        word = before[-1].lower().rstrip(".") if before else ""
-        numbered = word in ("no", "nos") and unit[match.end() : match.end() + 1].isdigit()
-        if match.group(1) == "." and (word in _ABBREVIATIONS or numbered or (len(word) == 1 and word.isalpha())):
-            continue  # "e.g. Python", "J. Smith", "No. 5"
-        if match.group(2).islower() and not (len(word) >= 3 and word.isalpha()):
-            continue  # a lower-case start ("... retrieval. rag supports") only after a plain word
-
-        sentences.append(unit[start : match.end(1)].strip())
-        start = match.end()
-    sentences.append(unit[start:].strip())
-    return [s for s in sentences if s]
-
-
-def _is_prose(sentence: str) -> bool:
-    return sum(c.isalpha() for c in sentence) >= len(sentence) / 2 and not sentence.endswith(":")
-
-
-def _cap(sentence: str) -> str:
-    if len(sentence) <= MAX_CHARS:
-        return sentence
-    return sentence[:MAX_CHARS].rsplit(" ", 1)[0].rstrip(",;:") + " …"
 
 
 def _context(s: Sentence, sentences: Sequence[Sentence]) -> Sentence | None:
