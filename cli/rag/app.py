@@ -39,6 +39,9 @@ def _root(
 ) -> None:
     level = logging.DEBUG if verbose or os.environ.get("RAG_DEBUG") else logging.WARNING
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    # Our own debug lines name stage, model, status and latency; the transport's are noise (and may echo headers).
+    for noisy in ("httpcore", "httpx", "hpack", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 register(app)
