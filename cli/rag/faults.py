@@ -2,8 +2,11 @@
 
 ``RAG_CRASH_AT=fts:0.05`` makes the process ``SIGKILL`` itself 0.05 s after it
 reaches the checkpoint named ``fts``, i.e. while the work that follows the
-checkpoint is in progress. Nothing is simulated: the real process really dies
-mid-operation, the way a power cut or the OOM killer would do it.
+checkpoint is in progress. If that work ends before the timer fires (a fast
+machine, or a timer thread starved of the GIL), :func:`passed` kills the
+process at once, so the crash always lands before anything that comes after
+the work. Nothing is simulated: the real process really dies mid-operation,
+the way a power cut or the OOM killer would do it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,11 @@ import signal
 import threading
 
 ENV = "RAG_CRASH_AT"
+_armed: set[str] = set()
+
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def checkpoint(name: str) -> None:
@@ -23,12 +31,15 @@ def checkpoint(name: str) -> None:
     if point != name:
         return
     seconds = float(delay or 0)
-
-    def die() -> None:
-        os.kill(os.getpid(), signal.SIGKILL)
-
     if seconds <= 0:
-        die()
-    timer = threading.Timer(seconds, die)
+        _die()
+    _armed.add(name)
+    timer = threading.Timer(seconds, _die)
     timer.daemon = True
     timer.start()
+
+
+def passed(name: str) -> None:
+    """The work after :func:`checkpoint` ``name`` is done; a crash armed there and still pending happens now."""
+    if name in _armed:
+        _die()

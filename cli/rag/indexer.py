@@ -24,7 +24,7 @@ from rag.discover import Found, Skip, walk
 from rag.documents import Chunk, Document
 from rag.embed_cache import EmbeddingCache
 from rag.errors import SourceError
-from rag.faults import checkpoint
+from rag.faults import checkpoint, passed
 from rag.lock import writer_lock
 from rag.profile import Profile
 from rag.providers import make_embedder
@@ -230,8 +230,10 @@ def _run(profile: Profile, table: str | None, plan: Any, *, rebuild: bool, event
                 if writer.commits or report.files_deleted:
                     checkpoint("compact")
                     store.compact()
+                    passed("compact")
                 checkpoint("fts")
                 store.build_fts()
+                passed("fts")
                 report.fts_rebuilt = True
                 meta["fts_version"] = store.version
             meta["chunking"] = settings.as_dict()
@@ -301,6 +303,7 @@ class _Writer:
         new_ids = {c.id for c in chunks}
         checkpoint("commit")
         self.store.replace_sources(rows, sources, self.dim or 0)
+        passed("commit")
         self.commits += 1
         self.report.files_indexed += len(group)
         self.report.chunks_added += len(new_ids - old_ids)
