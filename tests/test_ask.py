@@ -41,7 +41,7 @@ def test_extractive_answer_with_sources(tmp_path: Path) -> None:
 
 def test_json_object(tmp_path: Path) -> None:
     corpus(tmp_path)
-    result = rag("ask", "how large may files be", "--json", "--top-n", "2", cwd=tmp_path)
+    result = rag("ask", "how large may files be", "--json", "--top-n", "2", "--threshold", "0", cwd=tmp_path)
     assert result.code == 0, result.err
     out = result.json()
     assert out["extractive"] is True and out["no_answer"] is False
@@ -134,7 +134,7 @@ def test_trace_lines_for_ask_and_query(tmp_path: Path) -> None:
     ask, no_answer, query = lines
     assert ask["query"] == "what do foxes eat?" and ask["outcome"] == "answered" and ask["extractive"]
     assert ask["models"]["embedding"]["version"] and ask["retrieved"]["candidates"][0]["id"]
-    assert ask["retrieved"]["threshold"]["value"] == 0.0 and ask["cited"]
+    assert ask["retrieved"]["threshold"]["value"] == 0.1 and ask["cited"]
     assert ask["cache"] == {"enabled": True, "hit": False} and "embed" in ask["usage"]
     assert {"freshness", "retrieve", "extract", "total"} <= set(ask["latency_ms"]) and ask["ts"]
     assert no_answer["outcome"] == "no_answer" and no_answer["retrieved"]["threshold"]["dropped"]

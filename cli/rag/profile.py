@@ -104,7 +104,7 @@ class ChatConfig:
 class AskConfig:
     top_k: int = 20
     top_n: int = 5
-    threshold: float = 0.0
+    threshold: float = 0.1
 
 
 @dataclass
