@@ -23,7 +23,7 @@ from rag.chunking import ChunkSettings, chunk_document, sha256
 from rag.discover import Found, Skip, walk
 from rag.documents import Chunk, Document
 from rag.embed_cache import EmbeddingCache
-from rag.errors import SourceError
+from rag.errors import ModelMismatchError, ProviderError, SourceError
 from rag.faults import checkpoint, passed
 from rag.lock import writer_lock
 from rag.profile import Profile
@@ -222,20 +222,25 @@ def _run(profile: Profile, table: str | None, plan: Any, *, rebuild: bool, event
             removed = sum(states[s].chunks for s in gone)
             store.delete_sources(gone)
             report.files_deleted, report.chunks_removed = len(gone), removed
-        writer.write_all(docs, states)
+        try:
+            writer.write_all(docs, states)
+        except ProviderError as err:
+            # What was committed stays and is searchable by full text too; the re-run embeds only the rest.
+            if store.exists() and (writer.commits or report.files_deleted):
+                meta = store.meta()
+                if _refresh_fts(store, meta, compact=False):
+                    store.write_meta(meta)
+            raise ProviderError(
+                f"{err}; {report.files_indexed} files were indexed before it failed and the index is consistent: "
+                "re-run rag index to resume",
+                provider=err.provider,
+                path=err.path,
+                status=err.status,
+                retryable=err.retryable,
+            ) from err
         if store.exists():
             meta = store.meta()
-            stale_fts = meta.get("fts_version") != store.version or not store.has_fts()
-            if stale_fts and store.count() > 0:
-                if writer.commits or report.files_deleted:
-                    checkpoint("compact")
-                    store.compact()
-                    passed("compact")
-                checkpoint("fts")
-                store.build_fts()
-                passed("fts")
-                report.fts_rebuilt = True
-                meta["fts_version"] = store.version
+            report.fts_rebuilt = _refresh_fts(store, meta, compact=bool(writer.commits or report.files_deleted))
             meta["chunking"] = settings.as_dict()
             meta["embedding"] = {**info, "dimensions": writer.dim or info["dimensions"]}
             store.write_meta(meta)
@@ -244,6 +249,22 @@ def _run(profile: Profile, table: str | None, plan: Any, *, rebuild: bool, event
         report.embedding = {**info, "dimensions": writer.dim or info["dimensions"]}
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _refresh_fts(store: Store, meta: dict[str, Any], *, compact: bool) -> bool:
+    """Rebuild the full-text index when it lags the table; True when it was rebuilt (``meta`` records the version)."""
+    stale = meta.get("fts_version") != store.version or not store.has_fts()
+    if not stale or store.count() == 0:
+        return False
+    if compact:
+        checkpoint("compact")
+        store.compact()
+        passed("compact")
+    checkpoint("fts")
+    store.build_fts()
+    passed("fts")
+    meta["fts_version"] = store.version
+    return True
 
 
 class _Writer:
@@ -291,6 +312,11 @@ class _Writer:
         vectors = self._embed(bodies)
         if self.dim is None and len(vectors):
             self.dim = int(vectors.shape[1])
+        elif len(vectors) and vectors.shape[1] != self.dim:
+            raise ModelMismatchError(
+                f"{self.info['model']} now returns {vectors.shape[1]}-dimensional vectors, but the index at {self.store.root} "
+                f"holds {self.dim}; did the model behind it change? Re-index with: rag index --rebuild PATH"
+            )
         if not self.store.exists():
             if self.dim is None:  # nothing to store yet and no table: nothing to do
                 self.ev.advance(files=len(group))

@@ -6,11 +6,12 @@ queries (``rag query -``, ``rag eval``) pay for them once.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
 from rag.documents import Hit
-from rag.errors import UsageError
+from rag.errors import ModelMismatchError, StoreError, UsageError
 from rag.fusion import rrf
 from rag.indexer import embedding_info, open_store
 from rag.profile import RETRIEVAL_MODES, Profile
@@ -21,6 +22,8 @@ from rag.store import FTS_COLUMN, Store
 COLUMNS = ["id", "source", "title", "heading", "text", "start", "end", "ordinal"]
 MAX_QUERY_CHARS = 8000  # embedders truncate long before this; BM25 gains nothing from more
 
+log = logging.getLogger("rag.retrieve")
+
 
 class Retriever:
     def __init__(self, profile: Profile, table: str | None = None, store: Store | None = None) -> None:
@@ -28,6 +31,7 @@ class Retriever:
         self.store = store or open_store(profile, table)
         self.dataset = self.store.dataset  # raises StoreError with 'run: rag index' if missing
         self._embedder: Embedder | None = None
+        self._has_fts: bool | None = None
         self.usage = Usage()
 
     @property
@@ -53,7 +57,14 @@ class Retriever:
         if mode == "fts":
             return self._fts(query, top_k, where)
         depth = max(top_k, self.profile.retrieval.candidates)
-        dense, fts = self._dense(query, depth, where), self._fts(query, depth, where)
+        dense = self._dense(query, depth, where)
+        if self.has_fts:
+            fts = self._fts(query, depth, where)
+        else:
+            fts = []
+            log.warning(
+                "%s has no full-text index yet (rag index stopped before building it): dense results only; run rag index", self.store.root
+            )
         by_id = {h.id: h for h in fts}
         for h in dense:
             if h.id in by_id:
@@ -78,11 +89,30 @@ class Retriever:
 
     def _dense(self, query: str, k: int, where: str | None) -> list[Hit]:
         vector = self.embed_query(query)
+        size = self.dataset.schema.field("vector").type.list_size
+        if len(vector) != size:
+            raise ModelMismatchError(
+                f"{self.embedder.ref} returns {len(vector)}-dimensional vectors, but the index at {self.store.root} holds {size}; "
+                "did the model behind it change? Re-index with: rag index --rebuild PATH"
+            )
         nearest = {"column": "vector", "q": vector, "k": k, "metric": "cosine"}
         rows = self._scan(where, nearest=nearest)
         return [_hit(row, "dense", rank, 1.0 - float(row["_distance"])) for rank, row in enumerate(rows, start=1)]
 
+    @property
+    def has_fts(self) -> bool:
+        """Whether the table has its full-text index (rows added since it was built are searched too, without it)."""
+        if self._has_fts is None:
+            self._has_fts = any(FTS_COLUMN in index.field_names for index in self.dataset.describe_indices())
+        return self._has_fts
+
     def _fts(self, query: str, k: int, where: str | None) -> list[Hit]:
+        if not self.has_fts:
+            # Without the index Lance finds nothing at all: an empty answer would look like "no match".
+            raise StoreError(
+                f"{self.store.root} has no full-text index yet (rag index stopped before building it); "
+                "run rag index again to build it, or use --mode dense"
+            )
         rows = self._scan(where, full_text_query={"query": query, "columns": [FTS_COLUMN]}, limit=k)
         return [_hit(row, "fts", rank, float(row["_score"])) for rank, row in enumerate(rows, start=1)]
 

@@ -148,7 +148,9 @@ class Store:
         built = self.meta().get("embedding")
         if not built:
             return
-        same = built.get("model") == embedding["model"] and built.get("dimensions") == embedding["dimensions"]
+        # An HTTP model's size is known only after its first answer: None matches what the index recorded.
+        dims = embedding["dimensions"]
+        same = built.get("model") == embedding["model"] and dims in (None, built.get("dimensions"))
         if not same:
             raise ModelMismatchError(
                 f"the index at {self.root} was built with {built.get('model')} ({built.get('dimensions')} dims) but the profile "
