@@ -136,7 +136,7 @@ def test_every_model_failing_is_one_line(tmp_path: Path, docs: list[str], fault:
         (["", "a.txt"], "query is required for rerank"),
         (["  ", "a.txt"], "query is required for rerank"),
         ([QUERY], "documents are required for rerank"),
-        ([QUERY, "a.txt", "empty.txt"], "document text is required for rerank at index 1"),
+        ([QUERY, "a.txt", "empty.txt"], "document text is required for rerank at index 1 (empty.txt has none)"),
         ([QUERY, "a.txt", "--top-n", "0"], "top_n must be at least 1"),
         ([QUERY, "--documents", "bad.json"], "document text is required for rerank at index 2"),
     ],

@@ -8,6 +8,7 @@ the size limit, unreadable files and symlink loops each come back as a
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from rag.profile import SourcesConfig
 # Folders nobody wants indexed, even without a .gitignore.
 ALWAYS_SKIP_DIRS = {".git", ".hg", ".svn", "__pycache__", "node_modules", ".venv", "venv", ".rag", ".mypy_cache", ".pytest_cache", ".tox"}
 BINARY_SNIFF = 8192
+_KINDS = {stat.S_IFIFO: "a named pipe", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
 
 
 @dataclass
@@ -138,6 +140,8 @@ def _check_file(path: Path, limit: int) -> Found | Skip:
         st = path.stat()
     except OSError as exc:
         return Skip(path, f"cannot stat ({exc.strerror})")
+    if not stat.S_ISREG(st.st_mode):  # opening a named pipe would wait for a writer forever
+        return Skip(path, f"not a regular file ({_KINDS.get(stat.S_IFMT(st.st_mode), 'special file')})")
     if st.st_size > limit:
         mb = st.st_size / 1024 / 1024
         return Skip(path, f"{mb:.1f} MB is over sources.max_file_mb ({limit / 1024 / 1024:g} MB)")

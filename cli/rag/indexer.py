@@ -192,6 +192,8 @@ def _load_files(files: list[Found], states: dict[str, FileState], report: IndexR
             ev.advance(files=1)
             continue
         doc.mtime = f.mtime
+        if not doc.sections:  # still indexed (as nothing), so chunks from before it was emptied go
+            ev.warn(f"{f.path} is empty (0 bytes): nothing to index in it" if not data else f"{f.path} has no text: nothing to index in it")
         encoding = doc.meta.get("encoding")
         if encoding not in (None, "utf-8", "utf-8-sig"):
             ev.warn(f"{f.path} is not valid UTF-8; decoded it as {encoding}")

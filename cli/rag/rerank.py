@@ -47,6 +47,9 @@ def validate(query: Any, texts: Sequence[Any], top_n: int | None) -> None:
 def load_documents(files: Sequence[str] = (), documents_json: str | None = None) -> list[RerankDoc]:
     """FILE arguments (id = the path as given), then the items of a ``--documents`` JSON list."""
     docs = [RerankDoc(_read(path), id=path) for path in files]
+    for index, doc in enumerate(docs):
+        if not doc.text.strip():
+            raise UsageError(f"document text is required for rerank at index {index} ({doc.id} has none)")
     if documents_json is not None:
         docs.extend(_parse_items(_load_json(documents_json), documents_json))
     return docs
