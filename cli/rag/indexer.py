@@ -232,6 +232,8 @@ def _run(profile: Profile, table: str | None, plan: Any, *, rebuild: bool, event
                 meta = store.meta()
                 if _refresh_fts(store, meta, compact=False):
                     store.write_meta(meta)
+            if not writer.commits:
+                raise
             raise ProviderError(
                 f"{err}; {report.files_indexed} files were indexed before it failed and the index is consistent: "
                 "re-run rag index to resume",
