@@ -9,6 +9,7 @@ data: per-file chunk sets, duplicate ids, hits.
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -198,6 +199,12 @@ def cases() -> list[Case]:
         Case("rerank: invalid UTF-8", ["rerank", "fox", "l.txt"], 2, "l.txt: not UTF-8 text", files={"l.txt": "crème".encode("latin-1")}),
         Case("rerank: missing file", ["rerank", "fox", "nope.txt"], 2, "nope.txt: no such file"),
     ]
+    # Bytes that are not UTF-8 in a query reach Python as lone surrogates (argv is decoded with surrogateescape).
+    out += [
+        Case("query: query not UTF-8", ["query", "caf\udce9 fox", "--json"], 0, ""),
+        Case("ask: question not UTF-8", ["ask", "caf\udce9 fox", "--json"], 0, ""),
+        Case("rerank: query not UTF-8", ["rerank", "caf\udce9 fox", *docs, "--json"], 0, ""),
+    ]
     return out
 
 
@@ -221,10 +228,12 @@ def test_bad_input_matrix(tmp_path: Path, shared_index: Path, case: Case) -> Non
     result = rag(*case.args, cwd=tmp_path)
     assert result.code == case.code, result.err
     assert "Traceback" not in result.err
-    if case.code == 0:  # the long query is cut to what retrieval can use, and answered
+    if case.code == 0:  # the long query is cut to what retrieval can use; bytes that are not UTF-8 are decoded; answered
         out = result.json()
         assert out.get("hits") or out.get("citations") or out.get("results"), out
         assert result.err == ""
+        if "caf\udce9" in case.args[1]:
+            assert (out.get("query") or out.get("question") or "café fox") == "café fox"
         return
     assert result.out == ""
     assert result.err.count("\n") == 1 and result.err.startswith("error: "), result.err
@@ -339,3 +348,63 @@ def test_crash_before_the_first_full_text_build_then_queries_say_so(tmp_path: Pa
     assert again.json()["chunks_total"] == 6 and again.json()["embedded_texts"] == 0 and again.json()["fts_rebuilt"]
     hits = rag("query", "keyword3", "--mode", "fts", "--json", cwd=tmp_path).json()["hits"]
     assert [Path(h["source"]).name for h in hits][:1] == ["n3.md"]
+
+
+def test_query_lines_on_stdin_that_are_not_utf8_are_answered(tmp_path: Path, shared_index: Path) -> None:
+    write(tmp_path / "rag.yaml", f"store:\n  uri: {shared_index}\n")
+    env = {k: v for k, v in os.environ.items() if k != "RAG_PROFILE"}
+    stdin = b"foxes\ncaf\xe9 rivers\n\xff\xfe\xfa\n"
+    proc = subprocess.run([sys.executable, "-m", "rag", "query", "-", "-k", "1"], cwd=tmp_path, env=env, input=stdin, capture_output=True)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert proc.stderr == b""
+    lines = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert [line["query"] for line in lines][:2] == ["foxes", "café rivers"] and len(lines) == 3
+    assert [Path(line["hits"][0]["source"]).name for line in lines][:2] == ["foxes.md", "rivers.md"]
+
+
+def test_serve_takes_json_with_lone_surrogates(rag_serve_url: str) -> None:
+    import httpx
+
+    headers = {"content-type": "application/json"}
+    embed = httpx.post(rag_serve_url + "/v1/embeddings", content=b'{"input": ["caf\\udce9", "fine"]}', headers=headers)
+    assert embed.status_code == 200, embed.text
+    assert len(embed.json()["data"]) == 2
+    body = b'{"query": "caf\\ud800", "documents": ["caf\\udce9 au lait", "tea"], "return_documents": true}'
+    rerank = httpx.post(rag_serve_url + "/v1/rerank", content=body, headers=headers)
+    assert rerank.status_code == 200, rerank.text
+    assert {r["document"]["text"] for r in rerank.json()["results"]} == {"café au lait", "tea"}
+
+
+# --------------------------------------------------------------------------- damaged stores
+
+
+def test_a_damaged_embedding_cache_is_moved_aside(tmp_path: Path) -> None:
+    write(tmp_path / "docs" / "a.md", "# A\n\nAlpha text about otters.\n")
+    write(tmp_path / ".rag" / "embed-cache.sqlite", b"this is not a database, it was torn by a bad copy\n" * 20)
+    result = rag("index", "docs", "--json", cwd=tmp_path)
+    assert result.code == 0, result.err
+    cache = tmp_path / ".rag" / "embed-cache.sqlite"
+    assert result.err == (
+        f"warning: the embedding cache {cache} is damaged (file is not a database); moved it to embed-cache.sqlite.damaged "
+        "and started a new one (it is only a cache: what it held is embedded again when needed)\n"
+    )
+    assert result.json()["chunks_total"] == 1 and result.json()["embedded_texts"] == 1
+    assert (tmp_path / ".rag" / "embed-cache.sqlite.damaged").is_file()
+    assert rag("query", "otters", "--json", cwd=tmp_path).json()["hits"]
+
+
+def test_a_table_with_a_data_file_gone_is_one_line_then_rebuilt(tmp_path: Path) -> None:
+    write(tmp_path / "docs" / "a.md", "# A\n\nAlpha text about otters.\n")
+    write(tmp_path / "docs" / "b.md", "# B\n\nBeta text about herons.\n")
+    assert rag("index", "docs", cwd=tmp_path).code == 0
+    for data_file in (tmp_path / ".rag" / "chunks.lance" / "data").iterdir():
+        data_file.unlink()  # a sync tool or a cleanup script took them
+    for args in (["query", "otters"], ["query", "otters", "--mode", "fts"], ["ask", "otters"], ["status"], ["index", "docs"]):
+        result = rag(*args, cwd=tmp_path)
+        assert result.code == 4, (args, result.err)
+        assert result.err.count("\n") == 1 and "Traceback" not in result.err
+        assert f"the index at {tmp_path / '.rag'} is damaged and cannot be read (" in result.err
+        assert result.err.rstrip().endswith("rebuild it with: rag index --rebuild PATH")
+    rebuilt = rag("index", "docs", "--rebuild", "--json", cwd=tmp_path)
+    assert rebuilt.code == 0 and rebuilt.json()["chunks_total"] == 2 and rebuilt.json()["embedded_texts"] == 0
+    assert [Path(h["source"]).name for h in rag("query", "herons", "--mode", "fts", "--json", cwd=tmp_path).json()["hits"]] == ["b.md"]

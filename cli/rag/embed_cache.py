@@ -7,7 +7,9 @@ crash loses at most the batch in flight.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +23,14 @@ class EmbeddingCache:
         self.model_key = model_key
         self.dim = dim
         self._db = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS embeddings (model TEXT, sha TEXT, vec BLOB, PRIMARY KEY (model, sha))")
-        self._db.commit()
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS embeddings (model TEXT, sha TEXT, vec BLOB, PRIMARY KEY (model, sha))")
+            self._db.commit()
+        except sqlite3.Error:
+            self._db.close()
+            raise
 
     def get_many(self, shas: list[str]) -> dict[str, Vectors]:
         found: dict[str, Vectors] = {}
@@ -46,3 +52,18 @@ class EmbeddingCache:
 
     def close(self) -> None:
         self._db.close()
+
+
+def open_cache(path: Path, model_key: str, dim: int | None, warn: Callable[[str], None]) -> EmbeddingCache:
+    """The cache at ``path``; a damaged file (not a database, a torn copy) is moved aside and a new one started."""
+    try:
+        return EmbeddingCache(path, model_key, dim)
+    except sqlite3.DatabaseError as exc:
+        aside = path.with_name(path.name + ".damaged")
+        for suffix in ("", "-wal", "-shm"):
+            if Path(f"{path}{suffix}").exists():
+                os.replace(f"{path}{suffix}", f"{aside}{suffix}")
+        warn(
+            f"the embedding cache {path} is damaged ({exc}); moved it to {aside.name} and started a new one (it is only a cache: what it held is embedded again when needed)"
+        )
+        return EmbeddingCache(path, model_key, dim)

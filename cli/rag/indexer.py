@@ -22,7 +22,7 @@ from rag import loaders
 from rag.chunking import ChunkSettings, chunk_document, sha256
 from rag.discover import Found, Skip, walk
 from rag.documents import Chunk, Document
-from rag.embed_cache import EmbeddingCache
+from rag.embed_cache import open_cache
 from rag.errors import ModelMismatchError, ProviderError, SourceError
 from rag.faults import checkpoint, passed
 from rag.lock import writer_lock
@@ -288,7 +288,7 @@ class _Writer:
         self.info, self.settings, self.report, self.ev = info, settings, report, ev
         self.dim: int | None = embedder.dimensions or (store.meta().get("embedding") or {}).get("dimensions")
         key = f"{info['model']}@{info['version']}#{profile.embedding.dimensions}#{profile.embedding.document_prefix}"
-        self.cache = EmbeddingCache(store.root / "embed-cache.sqlite", key, self.dim)
+        self.cache = open_cache(store.root / "embed-cache.sqlite", key, self.dim, ev.warn)
         self.commits = 0
         workers = getattr(embedder, "max_concurrency", None) or profile.embedding.concurrency
         self.pool = ThreadPoolExecutor(max_workers=max(1, min(workers, profile.embedding.concurrency)))

@@ -80,6 +80,28 @@ def decode(data: bytes) -> tuple[str, str]:
         return data.decode("latin-1"), "latin-1"
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` safe to encode as UTF-8.
+
+    Bytes that were not valid UTF-8 reach us as lone surrogates: Python decodes
+    argv and stdin with ``surrogateescape``, JSON may escape them. They are
+    decoded again like a file's bytes (UTF-8, else cp1252); any other lone
+    surrogate becomes U+FFFD. Tokenizers and HTTP clients reject them otherwise.
+    """
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return decode(text.encode("utf-8", "surrogateescape"))[0]
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+
+
 def load(path: Path, data: bytes | None = None) -> Document:
     data = path.read_bytes() if data is None else data
     suffix = path.suffix.lower()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import UsageError
+from rag.loaders import clean_text
 from rag.profile import Profile, split_model
 from rag.usage import Ledger
 
@@ -70,6 +71,7 @@ def rerank(
 
     top_n = profile.rerank.top_n if top_n is None else top_n
     validate(query, [d.text for d in documents], top_n)
+    query, texts = clean_text(query), [clean_text(d.text) for d in documents]
     if max_tokens_per_doc is not None:
         if max_tokens_per_doc < 1:
             raise UsageError("max_tokens_per_doc must be at least 1")
@@ -77,7 +79,7 @@ def rerank(
     reranker = make_reranker(profile, model or profile.rerank.model or DEFAULT_MODEL)
     assert reranker is not None  # a model ref was given
     started = time.perf_counter()
-    result = reranker.rerank(query, [d.text for d in documents], top_n)
+    result = reranker.rerank(query, texts, top_n)
     latency = time.perf_counter() - started
     ledger = Ledger()
     ledger.add("rerank", result.usage)
@@ -86,7 +88,7 @@ def rerank(
         item: dict[str, Any] = {"index": hit.index, "relevance_score": hit.score}
         if return_documents:
             doc = documents[hit.index]
-            item["document"] = {"id": doc.id, "text": doc.text, **({"meta": doc.meta} if doc.meta else {})}
+            item["document"] = {"id": doc.id, "text": texts[hit.index], **({"meta": doc.meta} if doc.meta else {})}
         results.append(item)
     return {
         "results": results,

@@ -14,10 +14,11 @@ from rag.documents import Hit
 from rag.errors import ModelMismatchError, StoreError, UsageError
 from rag.fusion import rrf
 from rag.indexer import embedding_info, open_store
+from rag.loaders import clean_text
 from rag.profile import RETRIEVAL_MODES, Profile
 from rag.providers import make_embedder
 from rag.providers.base import Embedder, Usage
-from rag.store import FTS_COLUMN, Store
+from rag.store import FTS_COLUMN, Store, damaged
 
 COLUMNS = ["id", "source", "title", "heading", "text", "start", "end", "ordinal"]
 MAX_QUERY_CHARS = 8000  # embedders truncate long before this; BM25 gains nothing from more
@@ -125,12 +126,14 @@ class Retriever:
                 raise UsageError(
                     f"--where '{where}' is not a valid filter ({msg}); use SQL such as: source LIKE '%guide%' AND kind = 'markdown'"
                 ) from exc
+            if isinstance(exc, OSError | ValueError):  # a data file gone or torn
+                raise damaged(self.store.root, exc) from exc
             raise
         return list(table.to_pylist())
 
 
 def validate_query(query: str) -> str:
-    query = query.strip()
+    query = clean_text(query).strip()
     if not query:
         raise UsageError('the query is empty; pass the question as text, e.g. rag query "how do I install it?"')
     return query[:MAX_QUERY_CHARS]

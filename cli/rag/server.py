@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import RagError, UsageError
+from rag.loaders import clean_text
 from rag.microbatch import MicroBatcher
 from rag.providers.local import DIMENSIONS, MODEL_ALIASES, MODEL_NAME, LocalCosineReranker, cosine_hits
 
@@ -91,6 +92,7 @@ def create_app(*, token: str | None = None, max_batch: int = 256, max_wait: floa
             raise BadRequest("top_n must be a whole number")
         validate(query, texts, top_n)
         _check_model(body.get("model"), _RERANK_NAMES, RERANK_ID)
+        query, texts = clean_text(str(query)), [clean_text(t) for t in texts]  # JSON may escape lone surrogates
         scored = texts
         max_tokens = body.get("max_tokens_per_doc")
         if isinstance(max_tokens, int) and max_tokens > 0:

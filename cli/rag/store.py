@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -35,6 +36,13 @@ class FileState:
     size: int
     sha256: str
     chunks: int
+
+
+def damaged(root: Path, exc: Exception) -> StoreError:
+    """A read failed below us (a data file missing or torn): say so, and how to recover."""
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    reason = re.sub(r",? /\S+\.rs:\d+:\d+", "", first)[:200]
+    return StoreError(f"the index at {root} is damaged and cannot be read ({reason}); rebuild it with: rag index --rebuild PATH")
 
 
 def sql_quote(value: str) -> str:
@@ -189,7 +197,10 @@ class Store:
             return {}
         cols = ["source", "file_mtime", "file_size", "file_sha256"]
         self.refresh()
-        data = self.dataset.to_table(columns=cols).to_pydict()
+        try:
+            data = self.dataset.to_table(columns=cols).to_pydict()
+        except (OSError, ValueError) as exc:  # lance: a data file gone or torn
+            raise damaged(self.root, exc) from exc
         states: dict[str, FileState] = {}
         for source, mtime, size, sha in zip(data["source"], data["file_mtime"], data["file_size"], data["file_sha256"], strict=True):
             state = states.get(source)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import sys
 
 import typer
@@ -16,6 +17,7 @@ def command(
     json_out: bool = JsonOption,
 ) -> None:
     """Retrieve chunks: dense, full-text or hybrid, with scores and per-retriever ranks."""
+    from rag.loaders import clean_text
     from rag.profile import load_profile
     from rag.retrieve import Retriever
     from rag.trace import mark, trace_query
@@ -23,8 +25,10 @@ def command(
     prof = load_profile(profile)
     retriever = Retriever(prof)
     if query == "-":
+        if isinstance(sys.stdin, io.TextIOWrapper):  # a line that is not UTF-8 is cleaned like an argument, not fatal
+            sys.stdin.reconfigure(errors="surrogateescape")
         for line in sys.stdin:
-            text = line.rstrip("\n")
+            text = clean_text(line.rstrip("\n"))
             if not text.strip():
                 continue
             since = mark(retriever)
@@ -32,6 +36,7 @@ def command(
             trace_query(prof, retriever, text, hits, mode=mode, top_k=top_k, where=where, since=since)
             emit_json({"query": text, "hits": [h.as_dict() for h in hits]})
         return
+    query = clean_text(query)  # bytes that are not UTF-8 arrive as surrogates
     since = mark(retriever)
     hits = retriever.search(query, mode=mode, top_k=top_k, where=where)
     trace_query(prof, retriever, query, hits, mode=mode, top_k=top_k, where=where, since=since)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from rag.errors import ConfigError
+from rag.loaders import clean_text
 from rag.providers.base import EmbedResult, RerankHit, RerankResult, Usage, Vectors
 
 MODEL_NAME = "all-MiniLM-L6-v2"
@@ -91,8 +92,8 @@ class MiniLM:
         return out, counts
 
     def _run(self, texts: list[str]) -> tuple[Vectors, list[int]]:
-        # tokenizers pads to the longest in this call (padding without a fixed length)
-        encs = self._tok.encode_batch(texts)
+        # tokenizers pads to the longest in this call (padding without a fixed length); it rejects lone surrogates
+        encs = self._tok.encode_batch([clean_text(t) for t in texts])
         ids = np.array([e.ids for e in encs], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encs], dtype=np.int64)
         feed: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
