@@ -72,9 +72,9 @@ def _embedder(profile: Profile, ref: str, endpoints: _Endpoints) -> Embedder:
     kind = provider_config(profile, name).kind
     wanted = profile.embedding.dimensions
     if kind == "local":
-        from rag.providers.local import LocalEmbedder
+        from rag.providers.local import LOCAL_BATCH, LocalEmbedder
 
-        local = LocalEmbedder(model, batch_size=min(profile.embedding.batch_size, 32))
+        local = LocalEmbedder(model, batch_size=min(profile.embedding.batch_size, LOCAL_BATCH))
         if wanted and wanted != local.dimensions:
             where = profile.where("embedding.dimensions")
             raise ConfigError(f"{where}: embedding.dimensions is {wanted}, but {ref} gives {local.dimensions}")

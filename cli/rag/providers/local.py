@@ -29,6 +29,9 @@ MODEL_NAME = "all-MiniLM-L6-v2"
 MODEL_ALIASES = {"all-MiniLM-L6-v2", "all-minilm-l6-v2", "minilm"}
 DIMENSIONS = 384
 MAX_TOKENS = 256
+# Texts per onnxruntime call. Measured on 2 cores (SciFact abstracts, ~240 tokens): batch 8 runs
+# 21.7 docs/s at 504 MB peak RSS, batch 32 18.3 docs/s at 1.6 GB: bigger batches only grow the arena.
+LOCAL_BATCH = 8
 TOKENIZER_PATH = Path(__file__).resolve().parent.parent / "models" / "minilm-tokenizer.json"
 ENV_MODEL_PATH = "RAG_LOCAL_MODEL_PATH"
 
@@ -73,12 +76,12 @@ class MiniLM:
         tok = self._tok
         return [len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=True)] if texts else []
 
-    def encode(self, texts: list[str], batch_size: int = 32) -> tuple[Vectors, int]:
+    def encode(self, texts: list[str], batch_size: int = LOCAL_BATCH) -> tuple[Vectors, int]:
         """Vectors in input order and the number of model tokens consumed."""
         vectors, counts = self.encode_counted(texts, batch_size)
         return vectors, sum(counts)
 
-    def encode_counted(self, texts: list[str], batch_size: int = 32) -> tuple[Vectors, list[int]]:
+    def encode_counted(self, texts: list[str], batch_size: int = LOCAL_BATCH) -> tuple[Vectors, list[int]]:
         """Vectors in input order and the model tokens of each text (``rag serve`` reports them per request)."""
         out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
         counts = [0] * len(texts)
@@ -123,7 +126,7 @@ class LocalEmbedder:
     dimensions: int | None = DIMENSIONS
     max_concurrency = 1  # onnxruntime already uses every core for one batch
 
-    def __init__(self, model: str = MODEL_NAME, batch_size: int = 32) -> None:
+    def __init__(self, model: str = MODEL_NAME, batch_size: int = LOCAL_BATCH) -> None:
         check_model_name(model)
         self.ref = f"local/{MODEL_NAME}"
         self._batch = batch_size
