@@ -10,8 +10,15 @@ LanceDB, the real CLI, providers on 127.0.0.1 (tests/fault_server.py).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +48,21 @@ class DyingProvider(FaultServer):
                 return Reply(500, {"error": {"message": "the model worker died"}})
             self.healthy -= 1
         return super()._default(path, body)
+
+
+class HangingProvider(FaultServer):
+    """Answers ``healthy`` embedding calls, then holds every call until ``release`` is set: a provider that stopped answering."""
+
+    def __init__(self, healthy: int) -> None:
+        super().__init__()
+        self.healthy, self.calls, self.release = healthy, 0, threading.Event()
+
+    async def _handle(self, request: Any) -> Any:
+        if request.url.path == PATH:
+            self.calls += 1
+            while self.calls > self.healthy and not self.release.is_set():
+                await asyncio.sleep(0.02)
+        return await super()._handle(request)
 
 
 def corpus(root: Path) -> Path:
@@ -192,3 +214,35 @@ def test_an_http_embedder_reindexes_incrementally_and_refuses_a_changed_size(tmp
     query = rag("query", "late note", "--mode", "dense", cwd=tmp_path)
     assert query.code == 4 and query.err.count("\n") == 1, query.err
     assert len(ids_in_store(tmp_path)) == FILES
+
+
+def test_ctrl_c_while_a_provider_call_hangs_exits_at_once_and_the_rerun_resumes(tmp_path: Path, serve: Any) -> None:
+    provider = HangingProvider(healthy=5)
+    provider.url = serve(provider.app)
+    corpus(tmp_path)
+    profile(tmp_path, provider.url, timeout=300)  # a slow model's generous timeout, and retries after it
+    env = {k: v for k, v in os.environ.items() if k != "RAG_PROFILE"}
+    proc = subprocess.Popen([sys.executable, "-m", "rag", "index", "docs"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while provider.calls <= provider.healthy:  # until a call hangs
+            assert proc.poll() is None and time.monotonic() < deadline, "the index never reached the hanging provider"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)  # not the 300 s timeout, nor its retries: the worker threads are not waited for
+    finally:
+        provider.release.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "error: interrupted; the index is consistent, re-run the same command to finish"
+    assert "Traceback" not in err
+    ids = ids_in_store(tmp_path)
+    assert 0 < len(ids) < FILES and len(ids) == len(set(ids))
+
+    before, seen_before = cached_shas(tmp_path), len(provider.seen)
+    again = index(tmp_path)
+    assert_complete(tmp_path, again)
+    resent = sent_texts(provider, seen_before)
+    assert not {sha(t) for t in resent} & before and len(before) + len(resent) == FILES

@@ -49,5 +49,15 @@ register(app)
 
 def main() -> None:
     from rag.commands.common import run_app
+    from rag.errors import Interrupted
 
-    run_app(app)
+    try:
+        run_app(app)
+    except SystemExit as exc:
+        if exc.code == Interrupted.exit_code:
+            # The index is consistent once the interrupt has unwound; what may remain are provider calls in
+            # worker threads, which a normal exit would wait for (up to their timeouts and retries).
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(Interrupted.exit_code)
+        raise
