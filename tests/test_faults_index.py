@@ -135,7 +135,7 @@ def test_provider_dying_halfway_leaves_a_consistent_index_and_the_rerun_resumes(
     assert len(lines) == 1 and "Traceback" not in died.err, died.err
     assert lines[0].startswith(f"error: embed p/fake: POST {PATH}: ")
     assert ("HTTP 500: the model worker died" if how == "500" else "no response within 0.5s") in lines[0]
-    assert "(gave up after 2 attempts)" in lines[0] and "re-run rag index to resume" in lines[0]
+    assert "(gave up after 2 attempts)" in lines[0] and "re-run the same command to resume" in lines[0]
 
     # What was committed is whole, unique, and searchable by full text without the provider.
     ids = ids_in_store(tmp_path)

@@ -76,6 +76,9 @@ BAD_FILES = [
     BadFile("locked.txt", make_unreadable, "skipped {path}: cannot read (Permission denied)"),
     BadFile("broken.pdf", lambda p: write(p, PDF_TEXT_FREE), "skipped {path}: corrupt or unreadable PDF"),
     BadFile("encrypted.pdf", make_encrypted_pdf, "skipped {path}: encrypted PDF (cannot decrypt without a password)"),
+    BadFile(
+        os.fsdecode(b"caf\xe9.md"), lambda p: write(p, "# Cafe\n\nA latin-1 file name.\n"), "skipped {path}: its name is not valid UTF-8"
+    ),
 ]
 
 
@@ -101,7 +104,7 @@ def index_without_root_override(root: Path) -> Result:
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
-@pytest.mark.parametrize("bad", BAD_FILES, ids=[b.name for b in BAD_FILES])
+@pytest.mark.parametrize("bad", BAD_FILES, ids=[b.name.replace("\udce9", "?") for b in BAD_FILES])
 def test_index_skips_or_repairs_a_bad_file_and_names_it(tmp_path: Path, bad: BadFile) -> None:
     docs = tmp_path / "docs"
     write(docs / "good.md", "# Good\n\nFoxes eat berries in autumn.\n")

@@ -19,6 +19,7 @@ from rag.profile import SourcesConfig
 # Folders nobody wants indexed, even without a .gitignore.
 ALWAYS_SKIP_DIRS = {".git", ".hg", ".svn", "__pycache__", "node_modules", ".venv", "venv", ".rag", ".mypy_cache", ".pytest_cache", ".tox"}
 BINARY_SNIFF = 8192
+BAD_NAME = "its name is not valid UTF-8; rename it to index it"
 _KINDS = {stat.S_IFIFO: "a named pipe", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
 
 
@@ -123,6 +124,9 @@ def _walk_dir(folder: Path, ignore: _Ignore, include: object, limit: int, seen: 
         if is_dir:
             if entry.name in ALWAYS_SKIP_DIRS or ignore.ignored(path, True):
                 continue
+            if not _utf8(entry.name):
+                yield Skip(path, BAD_NAME)
+                continue
             yield from _walk_dir(path, ignore, include, limit, seen)
             continue
         if entry.name == ".gitignore" or ignore.ignored(path, False):
@@ -135,7 +139,18 @@ def _walk_dir(folder: Path, ignore: _Ignore, include: object, limit: int, seen: 
         yield _check_file(path, limit)
 
 
+def _utf8(name: str) -> bool:
+    """Whether a name read from the file system is valid UTF-8 (other bytes arrive as lone surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_file(path: Path, limit: int) -> Found | Skip:
+    if not _utf8(str(path)):  # the index keys chunks by path, as UTF-8 text
+        return Skip(path, BAD_NAME)
     try:
         st = path.stat()
     except OSError as exc:

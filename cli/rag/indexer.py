@@ -236,7 +236,7 @@ def _run(profile: Profile, table: str | None, plan: Any, *, rebuild: bool, event
                 raise
             raise ProviderError(
                 f"{err}; {report.files_indexed} files were indexed before it failed and the index is consistent: "
-                "re-run rag index to resume",
+                "re-run the same command to resume",
                 provider=err.provider,
                 path=err.path,
                 status=err.status,
@@ -356,6 +356,8 @@ class _Writer:
         todo = list(dict.fromkeys(s for s in shas if s not in cached))
         self.report.cache_hits += len(bodies) - sum(1 for s in shas if s not in cached)
         text_of = {s: prefix + b for s, b in zip(shas, bodies, strict=True)}
+        # Batches of similar length pad least: the model's cost follows the longest text in a batch.
+        todo.sort(key=lambda s: len(text_of[s]))
         size = self.profile.embedding.batch_size
         batches = [todo[i : i + size] for i in range(0, len(todo), size)]
         checkpoint("embed")
