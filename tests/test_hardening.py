@@ -178,6 +178,15 @@ def cases() -> list[Case]:
                 NO_KEY + NO_KEY_STAGE[command],
             ),
         ]
+    out.append(
+        Case(
+            "index: YAML value out of range",
+            COMMAND["index"],
+            3,
+            "rag.yaml:5: 'providers.remote.timeout' must be above 0 seconds",
+            "providers:\n  remote:\n    kind: openai\n    base_url: http://127.0.0.1:9\n    timeout: 0\nembedding:\n  model: remote/x\n",
+        )
+    )
     for command in ("query", "ask"):
         out += [
             Case(

@@ -368,7 +368,18 @@ def _check(p: Profile) -> None:
         (p.rerank.top_n >= 1, "rerank.top_n", "must be at least 1"),
         (p.sources.max_file_mb > 0, "sources.max_file_mb", "must be above 0"),
         (p.store.commit_chunks >= 1, "store.commit_chunks", "must be at least 1"),
+        (p.store.lock_timeout >= 0, "store.lock_timeout", "must be at least 0"),
+        (p.http.backoff_base >= 0, "http.backoff_base", "must be at least 0"),
+        (p.http.backoff_max >= 0, "http.backoff_max", "must be at least 0"),
+        (p.http.breaker_failures >= 0, "http.breaker_failures", "must be at least 0 (0 turns the breaker off)"),
+        (p.http.breaker_cooldown >= 0, "http.breaker_cooldown", "must be at least 0"),
     ]
+    for name, cfg in p.providers.items():  # a zero timeout fails every call; negative retries make no sense
+        rules += [
+            (cfg.timeout > 0, f"providers.{name}.timeout", "must be above 0 seconds"),
+            (cfg.connect_timeout > 0, f"providers.{name}.connect_timeout", "must be above 0 seconds"),
+            (cfg.max_retries >= 0, f"providers.{name}.max_retries", "must be at least 0"),
+        ]
     for ok, key, message in rules:
         if not ok:
             raise ConfigError(f"{p.where(key)}: '{key}' {message}")

@@ -160,9 +160,10 @@ class Store:
         dims = embedding["dimensions"]
         same = built.get("model") == embedding["model"] and dims in (None, built.get("dimensions"))
         if not same:
+            wanted = f" ({dims} dims)" if dims else ""  # an HTTP model's size is unknown until it answers
             raise ModelMismatchError(
                 f"the index at {self.root} was built with {built.get('model')} ({built.get('dimensions')} dims) but the profile "
-                f"uses {embedding['model']} ({embedding['dimensions']} dims); re-index with: rag index --rebuild PATH "
+                f"uses {embedding['model']}{wanted}; re-index with: rag index --rebuild PATH "
                 f"(or point store.uri at another folder)"
             )
 
