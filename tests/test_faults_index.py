@@ -165,7 +165,15 @@ def test_provider_dying_halfway_leaves_a_consistent_index_and_the_rerun_resumes(
 
 @pytest.mark.parametrize(
     "fault_case",
-    ["500 then healthy", "429 with Retry-After", "slow past the timeout", "413 batch too big", "malformed JSON, fallback", "primary down"],
+    [
+        "500 then healthy",
+        "429 with Retry-After",
+        "slow past the timeout",
+        "413 batch too big",
+        "malformed JSON, fallback",
+        "NaN in a vector, fallback",
+        "primary down",
+    ],
 )
 def test_transient_faults_during_index_are_survived(tmp_path: Path, fault: FaultServer, fault_backup: FaultServer, fault_case: str) -> None:
     corpus(tmp_path)
@@ -180,6 +188,10 @@ def test_transient_faults_during_index_are_survived(tmp_path: Path, fault: Fault
         fault.max_batch = 1
     elif fault_case == "malformed JSON, fallback":
         fault.then(PATH, Reply(200, text='{"data": [{"embedding": [0.1, '))
+        fallback = fault_backup.url
+    elif fault_case == "NaN in a vector, fallback":
+        vector = "[" + ", ".join(["NaN"] + ["0.5"] * 7) + "]"
+        fault.then(PATH, Reply(200, text=f'{{"data": [{{"index": 0, "embedding": {vector}}}, {{"index": 1, "embedding": {vector}}}]}}'))
         fallback = fault_backup.url
     else:
         url, fallback = "http://127.0.0.1:9", fault_backup.url  # nothing listens on port 9

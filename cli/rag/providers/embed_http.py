@@ -102,9 +102,12 @@ class HttpEmbedder:
         items = sorted(items, key=lambda item: item.get("index", 0) if isinstance(item, dict) else 0)
         try:
             rows = [decode_embedding(item["embedding"]) for item in items]
-            return np.vstack(rows).astype(np.float32, copy=False)
+            vectors = np.vstack(rows).astype(np.float32, copy=False)
         except (KeyError, TypeError, ValueError) as exc:
             raise self._bad(f"has a malformed embedding ({type(exc).__name__}: {exc})") from exc
+        if not np.isfinite(vectors).all():  # JSON parsers accept NaN and Infinity; stored, they poison every distance
+            raise self._bad("has NaN or infinite numbers in an embedding")
+        return vectors
 
     def _bad(self, what: str) -> ProviderError:
         return ProviderError(f"embed {self.ref}: POST {self._path}: the response {what}", provider=self._endpoint.name, path=self._path)
