@@ -44,7 +44,7 @@ class DyingProvider(FaultServer):
         if path == PATH:
             if self.healthy <= 0:
                 if self.how == "hang":
-                    return Reply(200, {"data": []}, delay=1.5)
+                    return Reply(200, {"data": []}, delay=3.0)
                 return Reply(500, {"error": {"message": "the model worker died"}})
             self.healthy -= 1
         return super()._default(path, body)
@@ -127,14 +127,14 @@ def test_provider_dying_halfway_leaves_a_consistent_index_and_the_rerun_resumes(
     provider = DyingProvider(healthy=5, how=how)
     provider.url = serve(provider.app)
     corpus(tmp_path)
-    profile(tmp_path, provider.url, timeout=0.5)
+    profile(tmp_path, provider.url, timeout=1.5)
 
     died = index(tmp_path)
     assert died.code == 5, died.err
     lines = died.err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in died.err, died.err
     assert lines[0].startswith(f"error: embed p/fake: POST {PATH}: ")
-    assert ("HTTP 500: the model worker died" if how == "500" else "no response within 0.5s") in lines[0]
+    assert ("HTTP 500: the model worker died" if how == "500" else "no response within 1.5s") in lines[0]
     assert "(gave up after 2 attempts)" in lines[0] and "re-run the same command to resume" in lines[0]
 
     # What was committed is whole, unique, and searchable by full text without the provider.
@@ -183,7 +183,7 @@ def test_transient_faults_during_index_are_survived(tmp_path: Path, fault: Fault
     elif fault_case == "429 with Retry-After":
         fault.then(PATH, Reply(429, {"error": {"message": "rate limited"}}, headers={"Retry-After": "0"}))
     elif fault_case == "slow past the timeout":
-        fault.then(PATH, Reply(200, {"data": []}, delay=1.0))
+        fault.then(PATH, Reply(200, {"data": []}, delay=3.0))
     elif fault_case == "413 batch too big":
         fault.max_batch = 1
     elif fault_case == "malformed JSON, fallback":
@@ -195,7 +195,7 @@ def test_transient_faults_during_index_are_survived(tmp_path: Path, fault: Fault
         fallback = fault_backup.url
     else:
         url, fallback = "http://127.0.0.1:9", fault_backup.url  # nothing listens on port 9
-    profile(tmp_path, url, timeout=0.5, fallback=fallback)
+    profile(tmp_path, url, timeout=1.5, fallback=fallback)
 
     result = index(tmp_path)
     assert_complete(tmp_path, result)
