@@ -32,6 +32,7 @@ class Retriever:
         self.store = store or open_store(profile, table)
         self.dataset = self.store.dataset  # raises StoreError with 'run: rag index' if missing
         self._embedder: Embedder | None = None
+        self._last_vector: list[float] | None = None
         self._has_fts: bool | None = None
         self.usage = Usage()
 
@@ -81,12 +82,34 @@ class Retriever:
             hit.ranks["hybrid"] = rank
             hit.scores["hybrid"] = score
             hits.append(hit)
+        self._fill_cosine([h for h in hits if "dense" not in h.scores])
         return hits
+
+    def _fill_cosine(self, hits: list[Hit]) -> None:
+        """Give hits found only by full text their cosine too, so one threshold applies to every hybrid hit.
+
+        They get ``scores["dense"]`` but no dense rank: the dense retriever did not rank them.
+        """
+        if not hits or self._last_vector is None:
+            return
+        import numpy as np
+
+        from rag.store import sql_in
+
+        rows = self.dataset.to_table(columns=["id", "vector"], filter=sql_in("id", [h.id for h in hits])).to_pylist()
+        vectors = {r["id"]: np.asarray(r["vector"], dtype=np.float32) for r in rows}
+        q = np.asarray(self._last_vector, dtype=np.float32)
+        q /= max(float(np.linalg.norm(q)), 1e-12)
+        for hit in hits:
+            v = vectors.get(hit.id)
+            if v is not None:
+                hit.scores["dense"] = float(v @ q / max(float(np.linalg.norm(v)), 1e-12))
 
     def embed_query(self, query: str) -> list[float]:
         result = self.embedder.embed_batch([self.profile.embedding.query_prefix + query])
         self.usage.add(result.usage)
-        return [float(x) for x in result.vectors[0]]
+        self._last_vector = [float(x) for x in result.vectors[0]]
+        return self._last_vector
 
     def _dense(self, query: str, k: int, where: str | None) -> list[Hit]:
         vector = self.embed_query(query)
