@@ -54,15 +54,21 @@ def test_index_query_status_roundtrip(tmp_path: Path) -> None:
     assert set(hybrid[0]["ranks"]) == {"dense", "fts", "hybrid"}
 
 
-def test_full_text_only_hybrid_hits_carry_their_cosine(tmp_path: Path) -> None:
+def test_full_text_only_hybrid_hits_carry_their_cosine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag.profile import Profile
+    from rag.retrieve import Retriever
+
     docs = corpus(tmp_path)
-    write(tmp_path / "rag.yaml", "retrieval:\n  candidates: 1\n")  # dense ranks one hit: the others come from full text only
     assert rag("index", str(docs), cwd=tmp_path).code == 0
-    hits = rag("query", "salted water umbrellas foxes", "-k", "5", "--json", cwd=tmp_path).json()["hits"]
-    text_only = [h for h in hits if "dense" not in h["ranks"]]
-    assert text_only, hits
+    monkeypatch.chdir(tmp_path)
+    retriever = Retriever(Profile())
+    dense = {h.id: h.scores["dense"] for h in retriever.search("boil pasta", mode="dense", top_k=10)}
+    text_only = retriever.search("boil pasta", mode="fts", top_k=10)  # hits as the full-text retriever alone gives them
+    assert text_only and all("dense" not in h.scores for h in text_only)
+    retriever._fill_cosine(text_only)  # what hybrid does for hits the dense retriever did not rank
     for hit in text_only:
-        assert -1.0 <= hit["scores"]["dense"] <= 1.0  # the cosine, so one ask.threshold applies to every hybrid hit
+        assert hit.scores["dense"] == pytest.approx(dense[hit.id], abs=1e-4)
+        assert "dense" not in hit.ranks
 
 
 def test_where_filter_and_errors(tmp_path: Path) -> None:
