@@ -249,7 +249,7 @@ class Store:
     def has_fts(self) -> bool:
         try:
             self.refresh()
-            return any(FTS_COLUMN in idx["fields"] for idx in self.dataset.list_indices())
+            return any(FTS_COLUMN in idx.field_names for idx in self.dataset.describe_indices())
         except Exception:
             return False
 
