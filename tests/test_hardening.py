@@ -330,6 +330,8 @@ def test_ask_while_index_rewrites_every_file_answers_from_whole_versions(tmp_pat
         assert all(sets[s] in (old[s], new[s]) for s in sets)
         for c in cited:  # and answers quote whole chunks of one of the two versions
             assert c["text"] in old[c["source"]] | new[c["source"]]
+        # and each answer is built from one version of the index: a run's changes are published at once
+        assert all(c["text"] in old[c["source"]] for c in cited) or all(c["text"] in new[c["source"]] for c in cited)
     hits = rag("query", "beta7", "--mode", "fts", "--json", cwd=tmp_path).json()["hits"]
     assert hits and hits[0]["source"].endswith("note07.md")
 

@@ -248,6 +248,7 @@ def _run(profile: Profile, table: str | None, plan: Any, *, rebuild: bool, event
             meta["chunking"] = settings.as_dict()
             meta["embedding"] = {**info, "dimensions": writer.dim or info["dimensions"]}
             store.write_meta(meta)
+            store.publish()  # only now do queries see this run's changes: all of them at once
             report.chunks_total = store.count()
             report.table_version = store.version
         report.embedding = {**info, "dimensions": writer.dim or info["dimensions"]}

@@ -30,7 +30,7 @@ class Retriever:
     def __init__(self, profile: Profile, table: str | None = None, store: Store | None = None) -> None:
         self.profile = profile
         self.store = store or open_store(profile, table)
-        self.dataset = self.store.dataset  # raises StoreError with 'run: rag index' if missing
+        self.dataset = self.store.published()  # raises StoreError with 'run: rag index' if missing
         self._embedder: Embedder | None = None
         self._last_vector: list[float] | None = None
         self._has_fts: bool | None = None

@@ -28,6 +28,7 @@ os.environ.setdefault("LANCE_LOG", "error")
 os.environ.setdefault("LANCEDB_LOG", "error")
 
 FTS_COLUMN = "body"
+PUBLISHED = "published"  # the lance tag readers follow; see Store.published
 
 
 @dataclass
@@ -137,6 +138,33 @@ class Store:
     def refresh(self) -> None:
         """See the latest committed version on the next read."""
         self._dataset = None
+
+    def published(self) -> Any:
+        """The dataset as of the last *completed* ``rag index`` run, for queries.
+
+        A run commits in groups of files, so the latest version may hold some
+        files rewritten and others not yet. Readers check out the version tagged
+        ``published`` instead, which each run moves only when it has finished:
+        queries see the old index or the new one, never a run half done. An
+        index whose first run never finished has no tag; it is read as it is.
+        """
+        latest = self.dataset
+        try:
+            if PUBLISHED in latest.tags.list():
+                return latest.checkout_version(PUBLISHED)
+        except Exception as exc:  # a tag pointing at a version that is gone
+            raise damaged(self.root, exc) from exc
+        return latest
+
+    def publish(self) -> None:
+        """Point readers at the latest version (holds the writer lock)."""
+        self.refresh()
+        ds = self.dataset
+        tags = ds.tags.list()
+        if PUBLISHED not in tags:
+            ds.tags.create(PUBLISHED, ds.version)
+        elif tags[PUBLISHED]["version"] != ds.version:
+            ds.tags.update(PUBLISHED, ds.version)
 
     def meta(self) -> dict[str, Any]:
         try:
