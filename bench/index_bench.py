@@ -45,9 +45,9 @@ def main() -> None:
     texts = [f"{d['title']} {d['text']}" for d in corpus[: args.raw_docs]]
     model.encode(texts[:16])
     t0 = time.perf_counter()
-    model.encode(texts, 32)
+    model.encode(texts)
     raw = len(texts) / (time.perf_counter() - t0)
-    print(f"raw model:      {raw:7.1f} docs/s  ({len(texts)} docs, batch 32, 256-token truncation)")
+    print(f"raw model:      {raw:7.1f} docs/s  ({len(texts)} docs, its default batch, 256-token truncation)")
 
     profile = work / "rag.yaml"
     profile.write_text(f"store:\n  uri: {work / 'index'}\n", encoding="utf-8")
