@@ -158,7 +158,7 @@ class Retriever:
 def validate_query(query: str) -> str:
     query = clean_text(query).strip()
     if not query:
-        raise UsageError("the query is empty; pass the question as text in quotes, e.g. \"how do I install it?\"")
+        raise UsageError('the query is empty; pass the question as text in quotes, e.g. "how do I install it?"')
     return query[:MAX_QUERY_CHARS]
 
 
