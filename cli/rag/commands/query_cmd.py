@@ -6,6 +6,7 @@ import sys
 import typer
 
 from rag.commands.common import JsonOption, ProfileOption, emit_json
+from rag.errors import UsageError
 
 
 def command(
@@ -19,9 +20,13 @@ def command(
     """Retrieve chunks: dense, full-text or hybrid, with scores and per-retriever ranks."""
     from rag.loaders import clean_text
     from rag.profile import load_profile
-    from rag.retrieve import Retriever
+    from rag.retrieve import Retriever, validate_query
     from rag.trace import mark, trace_query
 
+    if query != "-":
+        validate_query(clean_text(query))  # an empty query is a usage error whether or not an index exists
+    if top_k is not None and top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, not {top_k}")
     prof = load_profile(profile)
     retriever = Retriever(prof)
     if query == "-":
