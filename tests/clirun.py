@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,10 @@ class Result:
     out: str
     err: str
 
+    def __iter__(self) -> Iterator[Any]:
+        """``code, out, err = rag(...)``."""
+        return iter((self.code, self.out, self.err))
+
     def json(self) -> Any:
         return json.loads(self.out)
 
@@ -28,14 +33,14 @@ class Result:
         return [json.loads(line) for line in self.out.splitlines() if line.strip()]
 
 
-def rag(*args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str | None = None) -> Result:
-    """Run ``rag ARGS`` in this process through the same entry point as the console script."""
+def rag(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None, stdin: str | None = None) -> Result:
+    """Run ``rag ARGS`` in this process through the same entry point as the console script (in ``cwd``, default here)."""
     from rag.app import app
     from rag.commands.common import run_app
 
     out, err = io.StringIO(), io.StringIO()
     old_cwd, old_env, old_stdin = Path.cwd(), dict(os.environ), sys.stdin
-    os.chdir(cwd)
+    os.chdir(cwd or old_cwd)
     os.environ.pop("RAG_PROFILE", None)
     os.environ.update(env or {})
     sys.stdin = io.StringIO(stdin or "")
@@ -43,7 +48,7 @@ def rag(*args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str | N
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                run_app(app, list(args))
+                run_app(app, [str(a) for a in args])
             except SystemExit as exc:
                 code = int(exc.code or 0) if not isinstance(exc.code, str) else 1
     finally:

@@ -7,9 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
-
-from rag.app import app
-from rag.commands.common import run_app
+from tests.clirun import rag
 
 CORPUS = [
     ("d1", "Cats", "Cats purr when they are happy and content."),
@@ -41,18 +39,9 @@ def env(tmp_path: Path) -> tuple[Path, Path]:
     return make_beir(tmp_path), profile
 
 
-def rag(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as info:
-        run_app(app, [str(a) for a in args])
-    out = capsys.readouterr()
-    code = info.value.code
-    return (code if isinstance(code, int) else 1), out.out, out.err
-
-
-def test_fts_metrics_match_hand_values_and_the_table_is_reused(env: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_fts_metrics_match_hand_values_and_the_table_is_reused(env: tuple[Path, Path]) -> None:
     folder, profile = env
-    code, out, err = rag(capsys, "eval", folder, "--profile", profile, "--mode", "fts", "--k", "1,3", "--json")
+    code, out, err = rag("eval", folder, "--profile", profile, "--mode", "fts", "--k", "1,3", "--json")
     assert code == 0, err
     report = json.loads(out)
     assert report["dataset"] == {
@@ -76,16 +65,16 @@ def test_fts_metrics_match_hand_values_and_the_table_is_reused(env: tuple[Path, 
     assert report["index"]["documents"] == 6 and report["index"]["reused"] is False
     assert report["stages"]["retrieval"]["tokens"] == 0  # full-text search embeds nothing
 
-    code, out, _ = rag(capsys, "eval", folder, "--profile", profile, "--mode", "fts", "--k", "1,3", "--json")
+    code, out, _ = rag("eval", folder, "--profile", profile, "--mode", "fts", "--k", "1,3", "--json")
     again = json.loads(out)
     assert code == 0 and again["index"]["reused"] is True and again["index"]["embedded"] == 0
     assert again["stages"]["retrieval"]["metrics"] == metrics
 
 
-def test_table_output_save_compare_and_trec_run(env: tuple[Path, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_table_output_save_compare_and_trec_run(env: tuple[Path, Path], tmp_path: Path) -> None:
     folder, profile = env
     saved, trec = tmp_path / "runs" / "old.json", tmp_path / "run.trec"
-    code, out, err = rag(capsys, "eval", folder, "-p", profile, "--mode", "fts", "--save", saved, "--trec-run", trec)
+    code, out, err = rag("eval", folder, "-p", profile, "--mode", "fts", "--save", saved, "--trec-run", trec)
     assert code == 0, err
     assert "nDCG" in out and "Recall" in out and "p95 ms" in out
     old = json.loads(saved.read_text())
@@ -96,18 +85,18 @@ def test_table_output_save_compare_and_trec_run(env: tuple[Path, Path], capsys: 
 
     old["stages"]["retrieval"]["metrics"]["recall@3"] = 0.5  # pretend the last run was worse
     saved.write_text(json.dumps(old))
-    code, out, _ = rag(capsys, "eval", folder, "-p", profile, "--mode", "fts", "--compare", saved, "--json")
+    code, out, _ = rag("eval", folder, "-p", profile, "--mode", "fts", "--compare", saved, "--json")
     delta = json.loads(out)["compare"]["stages"]["retrieval"]["metrics"]
     assert delta["recall@3"] == {"old": 0.5, "new": 0.75, "delta": 0.25}
     assert delta["ndcg@10"]["delta"] == 0.0
-    code, out, _ = rag(capsys, "eval", folder, "-p", profile, "--mode", "fts", "--compare", saved)
+    code, out, _ = rag("eval", folder, "-p", profile, "--mode", "fts", "--compare", saved)
     assert "+0.2500" in out and "±0.0000" in out
 
 
-def test_gates_fail_with_exit_1_and_one_line_each(env: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_gates_fail_with_exit_1_and_one_line_each(env: tuple[Path, Path]) -> None:
     folder, profile = env
     args = ["eval", folder, "-p", profile, "--mode", "fts", "--json"]
-    code, out, err = rag(capsys, *args, "--min", "recall@3=0.9", "--min", "ndcg@10=0.5", "--min", "map=0.8")
+    code, out, err = rag(*args, "--min", "recall@3=0.9", "--min", "ndcg@10=0.5", "--min", "map=0.8")
     assert code == 1
     failed = [line for line in err.splitlines() if line.startswith("gate failed")]
     assert failed == [
@@ -115,7 +104,7 @@ def test_gates_fail_with_exit_1_and_one_line_each(env: tuple[Path, Path], capsys
         "gate failed: retrieval map = 0.7500, below the minimum 0.8",
     ]
     assert json.loads(out)["gates"]["failed"] == failed
-    code, _, err = rag(capsys, *args, "--min", "recall@3=0.75", "--min", "mrr@7=1")  # k 7 is added to the cut-offs
+    code, _, err = rag(*args, "--min", "recall@3=0.75", "--min", "mrr@7=1")  # k 7 is added to the cut-offs
     assert code == 0, err
 
 
@@ -123,25 +112,25 @@ def test_gates_fail_with_exit_1_and_one_line_each(env: tuple[Path, Path], capsys
     "bad",
     [["--min", "ndcg@10"], ["--min", "ndcg@10=1.5"], ["--min", "bleu@4=0.2"], ["--k", "0,5"], ["--mode", "semantic"], ["--split", "dev"]],
 )
-def test_bad_arguments_exit_2(env: tuple[Path, Path], capsys: pytest.CaptureFixture[str], bad: list[str]) -> None:
+def test_bad_arguments_exit_2(env: tuple[Path, Path], bad: list[str]) -> None:
     folder, profile = env
-    code, out, err = rag(capsys, "eval", folder, "-p", profile, *bad)
+    code, out, err = rag("eval", folder, "-p", profile, *bad)
     assert code == 2
     assert err.startswith("error: ") and out == ""
 
 
-def test_missing_dataset_and_bad_compare_file(env: tuple[Path, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_missing_dataset_and_bad_compare_file(env: tuple[Path, Path], tmp_path: Path) -> None:
     folder, profile = env
-    code, _, err = rag(capsys, "eval", tmp_path / "nowhere", "-p", profile)
+    code, _, err = rag("eval", tmp_path / "nowhere", "-p", profile)
     assert code == 2 and "does not exist" in err
     (tmp_path / "old.json").write_text("[]")
-    code, _, err = rag(capsys, "eval", folder, "-p", profile, "--compare", tmp_path / "old.json")
+    code, _, err = rag("eval", folder, "-p", profile, "--compare", tmp_path / "old.json")
     assert code == 2 and "not a run saved by rag eval" in err
 
 
-def test_rerank_stage_with_the_local_reranker(env: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_rerank_stage_with_the_local_reranker(env: tuple[Path, Path]) -> None:
     folder, profile = env
-    code, out, err = rag(capsys, "eval", folder, "-p", profile, "--mode", "hybrid", "--reranker", "local/minilm-cosine", "--json")
+    code, out, err = rag("eval", folder, "-p", profile, "--mode", "hybrid", "--reranker", "local/minilm-cosine", "--json")
     assert code == 0, err
     report = json.loads(out)
     assert list(report["stages"]) == ["retrieval", "rerank"]
@@ -152,19 +141,19 @@ def test_rerank_stage_with_the_local_reranker(env: tuple[Path, Path], capsys: py
     assert lift["ndcg@10"] == pytest.approx(rerank["metrics"]["ndcg@10"] - report["stages"]["retrieval"]["metrics"]["ndcg@10"], abs=1e-5)
     # the retrieval embedding table was reused; the profile's other settings did not change
     assert report["index"]["table"].startswith("beir_tiny_")
-    code, _, err = rag(capsys, "eval", folder, "-p", profile, "--reranker", "local/minilm-cosine", "--min", "rerank:ndcg@1=1.01")
+    code, _, err = rag("eval", folder, "-p", profile, "--reranker", "local/minilm-cosine", "--min", "rerank:ndcg@1=1.01")
     assert code == 2
 
 
-def test_rerank_gate_without_a_reranker_fails(env: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_rerank_gate_without_a_reranker_fails(env: tuple[Path, Path]) -> None:
     folder, profile = env
-    code, _, err = rag(capsys, "eval", folder, "-p", profile, "--mode", "fts", "--min", "rerank:ndcg@10=0.1")
+    code, _, err = rag("eval", folder, "-p", profile, "--mode", "fts", "--min", "rerank:ndcg@10=0.1")
     assert code == 1
     assert "stage 'rerank' did not run" in err
 
 
-def test_empty_corpus_is_a_usage_error(env: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_empty_corpus_is_a_usage_error(env: tuple[Path, Path]) -> None:
     folder, profile = env
     (folder / "corpus.jsonl").write_text("")
-    code, _, err = rag(capsys, "eval", folder, "-p", profile)
+    code, _, err = rag("eval", folder, "-p", profile)
     assert code == 2 and "corpus.jsonl holds no documents" in err

@@ -7,20 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.clirun import rag
 
-from rag.app import app
-from rag.commands.common import run_app
 from rag.indexer import index_paths
 from rag.profile import load_profile
-
-
-def rag(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as info:
-        run_app(app, [str(a) for a in args])
-    out = capsys.readouterr()
-    code = info.value.code
-    return (code if isinstance(code, int) else 1), out.out, out.err
 
 
 @pytest.fixture
@@ -35,7 +25,7 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_own_docs_yaml_scores_expected_sources(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_own_docs_yaml_scores_expected_sources(project: Path) -> None:
     questions = project / "eval.yaml"
     questions.write_text(
         "- question: how do I install frobnicator with pip\n"
@@ -44,7 +34,7 @@ def test_own_docs_yaml_scores_expected_sources(project: Path, capsys: pytest.Cap
         "- question: widgets per batch limit\n"
         "  expected_sources: [docs/limits.md]\n"
     )
-    code, out, err = rag(capsys, "eval", questions, "-p", project / "rag.yaml", "--mode", "fts", "--k", "1,3", "--json")
+    code, out, err = rag("eval", questions, "-p", project / "rag.yaml", "--mode", "fts", "--k", "1,3", "--json")
     assert code == 0, err
     report = json.loads(out)
     assert report["dataset"]["kind"] == "docs" and report["dataset"]["queries"] == 2
@@ -54,20 +44,20 @@ def test_own_docs_yaml_scores_expected_sources(project: Path, capsys: pytest.Cap
     assert report["answers"] is None  # no chat model configured
 
 
-def test_unindexed_expected_source_is_a_warning_and_a_miss(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unindexed_expected_source_is_a_warning_and_a_miss(project: Path) -> None:
     questions = project / "eval.jsonl"
     questions.write_text(json.dumps({"question": "garden shed history", "expected_sources": ["docs/missing.md"]}) + "\n")
-    code, out, err = rag(capsys, "eval", questions, "-p", project / "rag.yaml", "--mode", "fts", "--json")
+    code, out, err = rag("eval", questions, "-p", project / "rag.yaml", "--mode", "fts", "--json")
     assert code == 0
     assert "1 expected sources are not in the index" in err and "missing.md" in err
     assert json.loads(out)["stages"]["retrieval"]["metrics"]["recall@100"] == 0.0
 
 
-def test_own_docs_without_an_index_says_how_to_build_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_own_docs_without_an_index_says_how_to_build_one(tmp_path: Path) -> None:
     (tmp_path / "rag.yaml").write_text("store:\n  uri: store\n")
     questions = tmp_path / "eval.yaml"
     questions.write_text("- question: anything\n  expected_sources: [a.md]\n")
-    code, _, err = rag(capsys, "eval", questions, "-p", tmp_path / "rag.yaml")
+    code, _, err = rag("eval", questions, "-p", tmp_path / "rag.yaml")
     assert code == 4
     assert "rag index" in err
 
@@ -80,9 +70,9 @@ QUESTIONS = (
 )
 
 
-def test_extractive_answers_cite_the_expected_sources(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_extractive_answers_cite_the_expected_sources(project: Path) -> None:
     (project / "eval.yaml").write_text(QUESTIONS)
-    code, out, err = rag(capsys, "eval", project / "eval.yaml", "-p", project / "rag.yaml", "--mode", "fts", "--extractive", "--json")
+    code, out, err = rag("eval", project / "eval.yaml", "-p", project / "rag.yaml", "--mode", "fts", "--extractive", "--json")
     assert code == 0, err
     answers = json.loads(out)["answers"]
     assert answers["mode"] == "extractive" and answers["questions"] == 2
@@ -91,7 +81,7 @@ def test_extractive_answers_cite_the_expected_sources(project: Path, capsys: pyt
     assert answers["chat_tokens_per_query"] == 0
 
 
-def test_chat_answers_citations_tokens_and_cost(project: Path, capsys: pytest.CaptureFixture[str], fault: Any) -> None:
+def test_chat_answers_citations_tokens_and_cost(project: Path, fault: Any) -> None:
     (project / "eval.yaml").write_text(QUESTIONS + "- question: who painted the sky\n  expected_sources: [docs/history.md]\n")
     (project / "rag.yaml").write_text(
         "store:\n  uri: store\n"
@@ -100,7 +90,7 @@ def test_chat_answers_citations_tokens_and_cost(project: Path, capsys: pytest.Ca
     )
     fault.chat_reply = "It is in the first source [1]."
     saved = project / "run.json"
-    code, out, err = rag(capsys, "eval", project / "eval.yaml", "-p", project / "rag.yaml", "--mode", "fts", "--json", "--save", saved)
+    code, out, err = rag("eval", project / "eval.yaml", "-p", project / "rag.yaml", "--mode", "fts", "--json", "--save", saved)
     assert code == 0, err
     answers = json.loads(out)["answers"]
     # [1] is each question's top full-text hit: the expected file for the first two; the third question's
@@ -116,7 +106,7 @@ def test_chat_answers_citations_tokens_and_cost(project: Path, capsys: pytest.Ca
     assert per_question["q1"]["cited_sources"] == [str((project / "docs" / "install.md").resolve())]
 
     fault.chat_reply = "No citations here."
-    code, out, _ = rag(capsys, "eval", project / "eval.yaml", "-p", project / "rag.yaml", "--mode", "fts", "--json")
+    code, out, _ = rag("eval", project / "eval.yaml", "-p", project / "rag.yaml", "--mode", "fts", "--json")
     assert json.loads(out)["answers"]["no_valid_citation"] == 1.0
-    code, out, _ = rag(capsys, "eval", project / "eval.yaml", "-p", project / "rag.yaml", "--mode", "fts", "--json", "--no-answers")
+    code, out, _ = rag("eval", project / "eval.yaml", "-p", project / "rag.yaml", "--mode", "fts", "--json", "--no-answers")
     assert json.loads(out)["answers"] is None
