@@ -18,7 +18,7 @@ from rag.loaders import clean_text
 from rag.profile import RETRIEVAL_MODES, Profile
 from rag.providers import make_embedder
 from rag.providers.base import Embedder, Usage
-from rag.store import FTS_COLUMN, Store, damaged
+from rag.store import FTS_COLUMN, Store, damaged, fts_indexed
 
 COLUMNS = ["id", "source", "title", "heading", "text", "start", "end", "ordinal"]
 MAX_QUERY_CHARS = 8000  # embedders truncate long before this; BM25 gains nothing from more
@@ -127,7 +127,7 @@ class Retriever:
     def has_fts(self) -> bool:
         """Whether the table has its full-text index (rows added since it was built are searched too, without it)."""
         if self._has_fts is None:
-            self._has_fts = any(FTS_COLUMN in index.field_names for index in self.dataset.describe_indices())
+            self._has_fts = fts_indexed(self.dataset)  # of the published version this retriever reads
         return self._has_fts
 
     def _fts(self, query: str, k: int, where: str | None) -> list[Hit]:

@@ -46,6 +46,11 @@ def damaged(root: Path, exc: Exception) -> StoreError:
     return StoreError(f"the index at {root} is damaged and cannot be read ({reason}); rebuild it with: rag index --rebuild PATH")
 
 
+def fts_indexed(dataset: Any) -> bool:
+    """Whether a lance dataset (any version) carries the full-text index on the body column."""
+    return any(FTS_COLUMN in index.field_names for index in dataset.describe_indices())
+
+
 def sql_quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -275,9 +280,10 @@ class Store:
             )
 
     def has_fts(self) -> bool:
+        """Whether the latest version has its full-text index (what the writer asks)."""
         try:
             self.refresh()
-            return any(FTS_COLUMN in idx.field_names for idx in self.dataset.describe_indices())
+            return fts_indexed(self.dataset)
         except Exception:
             return False
 
