@@ -20,10 +20,8 @@ import argparse
 import asyncio
 import os
 import random
-import re
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +29,8 @@ from typing import Any
 
 import httpx
 import numpy as np
+
+from serve_process import start_server
 
 DIMENSIONS = 384
 SUBJECTS = ["The index", "A reranker", "The embedding cache", "Each commit", "The writer lock", "A hybrid query", "The server", "Chunking"]
@@ -127,27 +127,6 @@ async def fire(
             for path, _, _ in [plan[tasks.index(t)] for t in pending]:
                 stats[path].errors.append(f"not finished within --deadline {deadline:g}s")
     return stats, wall
-
-
-def start_server() -> tuple[subprocess.Popen[str], str]:
-    command = [sys.executable, "-m", "rag", "serve", "--host", "127.0.0.1", "--port", "0"]
-    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    line = proc.stderr.readline()
-    match = re.search(r"http://127\.0\.0\.1:\d+", line)
-    if not match:
-        proc.kill()
-        raise SystemExit(f"rag serve did not start: {line}{proc.stderr.read()}")
-    url = match.group(0)
-    for _ in range(600):  # the model loads before the first answer
-        try:
-            if httpx.get(url + "/health", timeout=1.0).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("rag serve did not answer /health within 60 s")
 
 
 def stop_server(proc: subprocess.Popen[str]) -> None:

@@ -18,9 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.providers.base import Embedder
+from serve_process import start_server
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data/scifact-dev"
 
@@ -101,17 +99,6 @@ def load(path: Path, limit: int) -> list[str]:
             if len(texts) == limit:
                 break
     return texts
-
-
-def start_server() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-m", "rag", "serve", "--port", "0"], stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    line = proc.stderr.readline()
-    match = re.search(r"http://127\.0\.0\.1:\d+", line)
-    if not match:
-        proc.kill()
-        raise SystemExit(f"rag serve did not start: {line}{proc.stderr.read()}")
-    return proc, match.group(0)
 
 
 def http_embedder(url: str) -> Embedder:
