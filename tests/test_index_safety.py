@@ -100,11 +100,12 @@ def test_interrupted_index_is_consistent_and_resumes(tmp_path: Path, reference: 
         assert proc.returncode == -signal.SIGKILL
 
     # Whatever was committed is whole and queryable.
-    if (tmp_path / ".rag" / "chunks.meta.json").exists():
-        ids = ids_in_store(tmp_path)
-        assert len(ids) == len(set(ids)) and len(ids) < reference
-        partial = rag("query", "volcanoes", "--json", cwd=tmp_path)
-        assert partial.code == 0, partial.err
+    # 12 cached embeddings with 4-chunk commits: some files were committed before the signal
+    assert (tmp_path / ".rag" / "chunks.meta.json").exists()
+    ids = ids_in_store(tmp_path)
+    assert 0 < len(ids) < reference and len(ids) == len(set(ids))
+    partial = rag("query", "volcanoes", "--json", cwd=tmp_path)
+    assert partial.code == 0, partial.err
 
     embedded_before = cached_embeddings(tmp_path)
     again = rag_process("index", "docs", "--json", cwd=tmp_path)
