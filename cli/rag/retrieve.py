@@ -49,11 +49,8 @@ class Retriever:
     def search(self, query: str, *, mode: str | None = None, top_k: int | None = None, where: str | None = None) -> list[Hit]:
         mode = mode or self.profile.retrieval.mode
         top_k = self.profile.retrieval.top_k if top_k is None else top_k
+        validate_options(mode, top_k)
         query = validate_query(query)
-        if mode not in RETRIEVAL_MODES:
-            raise UsageError(f"--mode must be one of {', '.join(RETRIEVAL_MODES)}, not '{mode}'")
-        if top_k < 1:
-            raise UsageError(f"--top-k must be at least 1, not {top_k}")
         if mode == "dense":
             return self._dense(query, top_k, where)
         if mode == "fts":
@@ -153,6 +150,14 @@ class Retriever:
                 raise damaged(self.store.root, exc) from exc
             raise
         return list(table.to_pylist())
+
+
+def validate_options(mode: str | None, top_k: int | None) -> None:
+    """Bad ``--mode`` / ``--top-k`` values are usage errors; callers may check them before opening an index."""
+    if mode is not None and mode not in RETRIEVAL_MODES:
+        raise UsageError(f"--mode must be one of {', '.join(RETRIEVAL_MODES)}, not '{mode}'")
+    if top_k is not None and top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, not {top_k}")
 
 
 def validate_query(query: str) -> str:

@@ -6,7 +6,6 @@ import sys
 import typer
 
 from rag.commands.common import JsonOption, ProfileOption, emit_json
-from rag.errors import UsageError
 
 
 def command(
@@ -20,13 +19,13 @@ def command(
     """Retrieve chunks: dense, full-text or hybrid, with scores and per-retriever ranks."""
     from rag.loaders import clean_text
     from rag.profile import load_profile
-    from rag.retrieve import Retriever, validate_query
+    from rag.retrieve import Retriever, validate_options, validate_query
     from rag.trace import mark, trace_query
 
+    # Bad arguments are usage errors whether or not an index exists: check them before opening it.
+    validate_options(mode, top_k)
     if query != "-":
-        validate_query(clean_text(query))  # an empty query is a usage error whether or not an index exists
-    if top_k is not None and top_k < 1:
-        raise UsageError(f"--top-k must be at least 1, not {top_k}")
+        validate_query(query)
     prof = load_profile(profile)
     retriever = Retriever(prof)
     if query == "-":
