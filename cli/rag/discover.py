@@ -26,7 +26,8 @@ _KINDS = {stat.S_IFIFO: "a named pipe", stat.S_IFSOCK: "a socket", stat.S_IFCHR:
 @dataclass
 class Skip:
     path: Path
-    reason: str
+    reason: str  # one line for a person, naming the setting or fix where there is one
+    kind: str = "unreadable"  # for summaries: binary | too large | unreadable | special file | bad name
 
 
 @dataclass
@@ -105,7 +106,7 @@ def _walk_dir(folder: Path, ignore: _Ignore, include: object, limit: int, seen: 
         return
     key = (st.st_dev, st.st_ino)
     if key in seen:
-        yield Skip(folder, "symlink loop")
+        yield Skip(folder, "symlink loop", "special file")
         return
     seen.add(key)
     ignore.load(folder)
@@ -125,7 +126,7 @@ def _walk_dir(folder: Path, ignore: _Ignore, include: object, limit: int, seen: 
             if entry.name in ALWAYS_SKIP_DIRS or ignore.ignored(path, True):
                 continue
             if not _utf8(entry.name):
-                yield Skip(path, BAD_NAME)
+                yield Skip(path, BAD_NAME, "bad name")
                 continue
             yield from _walk_dir(path, ignore, include, limit, seen)
             continue
@@ -134,7 +135,7 @@ def _walk_dir(folder: Path, ignore: _Ignore, include: object, limit: int, seen: 
         if include is not None and not include.match_file(path.relative_to(ignore.root).as_posix()):  # type: ignore[attr-defined]
             continue
         if entry.is_symlink() and not path.exists():
-            yield Skip(path, "broken symlink")
+            yield Skip(path, "broken symlink", "special file")
             continue
         yield _check_file(path, limit)
 
@@ -150,21 +151,21 @@ def _utf8(name: str) -> bool:
 
 def _check_file(path: Path, limit: int) -> Found | Skip:
     if not _utf8(str(path)):  # the index keys chunks by path, as UTF-8 text
-        return Skip(path, BAD_NAME)
+        return Skip(path, BAD_NAME, "bad name")
     try:
         st = path.stat()
     except OSError as exc:
         return Skip(path, f"cannot stat ({exc.strerror})")
     if not stat.S_ISREG(st.st_mode):  # opening a named pipe would wait for a writer forever
-        return Skip(path, f"not a regular file ({_KINDS.get(stat.S_IFMT(st.st_mode), 'special file')})")
+        return Skip(path, f"not a regular file ({_KINDS.get(stat.S_IFMT(st.st_mode), 'special file')})", "special file")
     if st.st_size > limit:
         mb = st.st_size / 1024 / 1024
-        return Skip(path, f"{mb:.1f} MB is over sources.max_file_mb ({limit / 1024 / 1024:g} MB)")
+        return Skip(path, f"{mb:.1f} MB is over sources.max_file_mb ({limit / 1024 / 1024:g} MB)", "too large")
     try:
         with path.open("rb") as fh:
             head = fh.read(BINARY_SNIFF)
     except OSError as exc:
         return Skip(path, f"cannot read ({exc.strerror})")
     if looks_binary(head) and not head.startswith(b"%PDF"):
-        return Skip(path, "binary file")
+        return Skip(path, "binary file", "binary")
     return Found(path, st.st_size, st.st_mtime)

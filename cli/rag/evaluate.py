@@ -73,6 +73,9 @@ class _IndexEvents:
         if files:
             self.events.advance(files)
 
+    def skipped(self, path: str, reason: str, kind: str) -> None:
+        self.events.warn(f"skipped {path}: {reason}")
+
     def warn(self, message: str) -> None:
         self.events.warn(message)
 

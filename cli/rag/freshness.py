@@ -89,6 +89,9 @@ class _Collect:
     def advance(self, files: int = 0, chunks: int = 0) -> None:
         pass
 
+    def skipped(self, path: str, reason: str, kind: str) -> None:
+        self.warnings.append(f"skipped {path}: {reason}")
+
     def warn(self, message: str) -> None:
         self.warnings.append(message)
 

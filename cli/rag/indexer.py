@@ -33,10 +33,17 @@ from rag.store import FileState, Store
 
 
 class Events(Protocol):
-    """What the indexer tells its caller while it works (the CLI draws a progress bar)."""
+    """What the indexer tells its caller while it works (the CLI draws a progress bar).
+
+    ``total``: files that will be read this run. ``advance``: work done, as it is done (chunks per
+    embedding batch, files as each is finished). ``skipped``: a file left out (``kind`` is one of
+    binary, too large, unreadable, special file, bad name, empty), summarised by the caller.
+    ``warn``: anything else worth one line.
+    """
 
     def total(self, files: int) -> None: ...
     def advance(self, files: int = 0, chunks: int = 0) -> None: ...
+    def skipped(self, path: str, reason: str, kind: str) -> None: ...
     def warn(self, message: str) -> None: ...
 
 
@@ -45,6 +52,9 @@ class _Silent:
         pass
 
     def advance(self, files: int = 0, chunks: int = 0) -> None:
+        pass
+
+    def skipped(self, path: str, reason: str, kind: str) -> None:
         pass
 
     def warn(self, message: str) -> None:
@@ -128,8 +138,8 @@ def index_paths(profile: Profile, paths: list[Path], *, rebuild: bool = False, e
         for skip in skipped:
             kept = states.get(str(skip.path))
             note = f"; kept its {kept.chunks} chunks from the last run" if kept else ""
-            report.skipped.append({"path": str(skip.path), "reason": skip.reason})
-            ev.warn(f"skipped {skip.path}: {skip.reason}{note}")
+            report.skipped.append({"path": str(skip.path), "reason": skip.reason + note, "kind": skip.kind})
+            ev.skipped(str(skip.path), skip.reason + note, skip.kind)
         report.files_skipped = len(skipped)
         ev.total(len(changed))
         return _load_files(changed, states, report, ev), gone
@@ -186,9 +196,9 @@ def _load_files(files: list[Found], states: dict[str, FileState], report: IndexR
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             kept = states.get(str(f.path))
             note = f"; kept its {kept.chunks} chunks from the last run" if kept else ""
-            report.skipped.append({"path": str(f.path), "reason": reason})
+            report.skipped.append({"path": str(f.path), "reason": reason + note, "kind": "unreadable"})
             report.files_skipped += 1
-            ev.warn(f"skipped {f.path}: {reason}{note}")
+            ev.skipped(str(f.path), reason + note, "unreadable")
             ev.advance(files=1)
             continue
         doc.mtime = f.mtime

@@ -16,6 +16,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from rag.documents import Document, Section
+from rag.text import decode
 
 MARKDOWN = {".md", ".markdown", ".mdx", ".mdown"}
 HTML = {".html", ".htm", ".xhtml"}
@@ -62,44 +63,6 @@ class LoadError(Exception):
 
 def file_sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def decode(data: bytes) -> tuple[str, str]:
-    """Text and the encoding that worked. Never fails: latin-1 maps every byte."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8", errors="replace"), "utf-8-sig"
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16", errors="replace"), "utf-16"
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("cp1252"), "cp1252"
-    except UnicodeDecodeError:
-        return data.decode("latin-1"), "latin-1"
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def clean_text(text: str) -> str:
-    """``text`` safe to encode as UTF-8.
-
-    Bytes that were not valid UTF-8 reach us as lone surrogates: Python decodes
-    argv and stdin with ``surrogateescape``, JSON may escape them. They are
-    decoded again like a file's bytes (UTF-8, else cp1252); any other lone
-    surrogate becomes U+FFFD. Tokenizers and HTTP clients reject them otherwise.
-    """
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        pass
-    try:
-        return decode(text.encode("utf-8", "surrogateescape"))[0]
-    except UnicodeEncodeError:
-        return _SURROGATE.sub("\ufffd", text)
 
 
 def load(path: Path, data: bytes | None = None) -> Document:

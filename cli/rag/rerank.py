@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import UsageError
-from rag.loaders import clean_text
 from rag.profile import Profile, split_model
+from rag.text import clean_text
 from rag.usage import Ledger
 
 DEFAULT_MODEL = "local/minilm-cosine"

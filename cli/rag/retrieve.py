@@ -14,11 +14,11 @@ from rag.documents import Hit
 from rag.errors import ModelMismatchError, StoreError, UsageError
 from rag.fusion import rrf
 from rag.indexer import embedding_info, open_store
-from rag.loaders import clean_text
 from rag.profile import RETRIEVAL_MODES, Profile
 from rag.providers import make_embedder
 from rag.providers.base import Embedder, Usage
 from rag.store import FTS_COLUMN, Store, damaged, fts_indexed
+from rag.text import clean_text
 
 COLUMNS = ["id", "source", "title", "heading", "text", "start", "end", "ordinal"]
 MAX_QUERY_CHARS = 8000  # embedders truncate long before this; BM25 gains nothing from more

@@ -22,9 +22,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import RagError, UsageError
-from rag.loaders import clean_text
 from rag.microbatch import MicroBatcher
 from rag.providers.local import DIMENSIONS, MODEL_ALIASES, MODEL_NAME, LocalCosineReranker, cosine_hits
+from rag.text import clean_text
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette

@@ -39,8 +39,8 @@ def command(
     from rag.answer import Settings
     from rag.ask import Asker
     from rag.errors import NO_ANSWER_EXIT
-    from rag.loaders import clean_text
     from rag.profile import load_profile
+    from rag.text import clean_text
 
     prof = load_profile(profile)
     question = clean_text(question)  # bytes that are not UTF-8 arrive as surrogates

@@ -22,7 +22,7 @@ def fail(err: RagError) -> NoReturn:
 
 
 def emit_json(obj: Any) -> None:
-    from rag.loaders import clean_text
+    from rag.text import clean_text
 
     # clean_text: a file name that is not UTF-8 (in a skipped path) must not break the JSON on a strict UTF-8 stdout
     sys.stdout.write(clean_text(json.dumps(obj, ensure_ascii=False, default=str)) + "\n")

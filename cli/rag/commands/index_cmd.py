@@ -82,6 +82,9 @@ class _ProgressEvents:
             rate = f"{self.chunks / elapsed:.1f}" if elapsed > 0 else "-"
             self.progress.update(self.task, advance=files, chunks=self.chunks, rate=rate)
 
+    def skipped(self, path: str, reason: str, kind: str) -> None:
+        self.warn(f"skipped {path}: {reason}")
+
     def warn(self, message: str) -> None:
         if self.progress is not None:
             self.progress.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)

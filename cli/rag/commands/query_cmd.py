@@ -17,9 +17,9 @@ def command(
     json_out: bool = JsonOption,
 ) -> None:
     """Retrieve chunks: dense, full-text or hybrid, with scores and per-retriever ranks."""
-    from rag.loaders import clean_text
     from rag.profile import load_profile
     from rag.retrieve import Retriever, validate_options, validate_query
+    from rag.text import clean_text
     from rag.trace import mark, trace_query
 
     # Bad arguments are usage errors whether or not an index exists: check them before opening it.

@@ -23,9 +23,9 @@ def command(
     profile_path: str | None = ProfileOption,
 ) -> None:
     """Rerank documents against a query: rag rerank "query" FILE... or --documents docs.json."""
-    from rag.loaders import clean_text
     from rag.profile import load_profile
     from rag.rerank import load_documents, rerank
+    from rag.text import clean_text
 
     profile = load_profile(profile_path)
     query = clean_text(query)  # bytes that are not UTF-8 arrive as surrogates

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from rag.errors import ConfigError
-from rag.loaders import clean_text
 from rag.providers.base import EmbedResult, RerankHit, RerankResult, Usage, Vectors
+from rag.text import clean_text
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 MODEL_ALIASES = {"all-MiniLM-L6-v2", "all-minilm-l6-v2", "minilm"}
