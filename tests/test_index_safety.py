@@ -23,8 +23,8 @@ TOPICS = [
 ]  # fmt: skip
 
 
-def slow_corpus(root: Path, files: int = 32) -> Path:
-    """Files long enough that embedding them takes a few seconds in small batches."""
+def slow_corpus(root: Path, files: int = 32, batch: int = 4) -> Path:
+    """Files long enough that embedding them takes a few seconds in small batches (``batch`` files a commit)."""
     docs = root / "docs"
     for i in range(files):
         topic = TOPICS[i % len(TOPICS)]
@@ -32,7 +32,7 @@ def slow_corpus(root: Path, files: int = 32) -> Path:
         write(docs / f"doc{i:03d}.md", f"# {topic.title()} {i}\n\n{sentences}\n")
     write(
         root / "rag.yaml",
-        "embedding:\n  batch_size: 4\nstore:\n  commit_chunks: 4\n  lock_timeout: 120\n",
+        f"embedding:\n  batch_size: {batch}\nstore:\n  commit_chunks: {batch}\n  lock_timeout: 120\n",
     )
     return docs
 
@@ -166,7 +166,7 @@ def test_queries_during_indexing_always_answer(tmp_path: Path, reference: int) -
 
 @pytest.mark.parametrize("point", ["embed:0.3", "commit:0.01", "compact:0.02", "fts:0.02", "fts:0"])
 def test_kill_9_at_each_stage_then_rerun_completes(tmp_path: Path, reference: int, point: str) -> None:
-    slow_corpus(tmp_path)
+    slow_corpus(tmp_path, batch=1)  # a commit per file: enough fragments that the run compacts them
     killed = rag_process("index", "docs", cwd=tmp_path, env={"RAG_CRASH_AT": point})
     assert killed.code == -signal.SIGKILL, killed.err
     again = rag_process("index", "docs", "--json", cwd=tmp_path)

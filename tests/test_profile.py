@@ -76,7 +76,9 @@ def test_cli_reports_profile_errors_in_one_line(tmp_path: Path) -> None:
     write(tmp_path / "rag.yaml", "store:\n  url: .rag\n")
     result = rag("status", cwd=tmp_path)
     assert result.code == 3
-    assert result.err.strip() == ("error: rag.yaml:2: unknown key 'store.url'; valid keys here: uri, table, lock_timeout, commit_chunks")
+    assert result.err.strip() == (
+        "error: rag.yaml:2: unknown key 'store.url'; valid keys here: uri, table, lock_timeout, commit_chunks, keep_runs"
+    )
 
 
 def test_example_profile_is_valid_and_documents_every_key() -> None:

@@ -34,9 +34,10 @@ from rag.extractive import extract
 from rag.freshness import Staleness, refresh
 from rag.freshness import check as check_freshness
 from rag.profile import Profile
-from rag.prompt import Numbered, build_prompt, label
+from rag.prompt import Numbered, build_prompt
 from rag.providers.base import ChatModel, ChatResult, Reranker, Usage, Vectors
 from rag.render import display_path
+from rag.rerank import rerank_text
 from rag.retrieve import Retriever, validate_query
 from rag.store import FileState
 from rag.trace import append_trace, embedding_model
@@ -151,7 +152,7 @@ class Asker:
     def _file_states(self) -> dict[str, FileState]:
         """What the open table recorded per file; read once, as the open table never changes under us."""
         if self._states is None:
-            self._states = self.retriever.store.file_states()
+            self._states = self.retriever.snapshot.file_states()
         return self._states
 
     def _rerank(self, question: str, hits: list[Hit], trail: Trail) -> list[Hit]:
@@ -273,12 +274,6 @@ def relevance_kind(mode: str, reranked: bool) -> str:
     if reranked:
         return "rerank"
     return "fts" if mode == "fts" else "dense"
-
-
-def rerank_text(hit: Hit) -> str:
-    """What a reranker judges: the chunk with its title and heading path, as it was embedded."""
-    name = label(hit)
-    return f"{name}\n\n{hit.text}" if name and not hit.text.lstrip("#= \t").startswith(name) else hit.text
 
 
 def _normalised(vectors: Vectors) -> Vectors:

@@ -71,6 +71,20 @@ def chunk_document(doc: Document, settings: ChunkSettings) -> list[Chunk]:
     return chunks
 
 
+def context_text(title: str, heading: str, text: str) -> str:
+    """A chunk as models see it: its text with the title and heading path in front.
+
+    What the indexer embeds and full-text indexes, and what a reranker judges:
+    one function, so the two never drift. Headings carry meaning the text often
+    lacks ("Installation", "Limits"); a part the text already starts with, or a
+    title the heading path already starts with, is not repeated.
+    """
+    parts = [heading] if heading.startswith(title) else [title, heading]
+    start = text.lstrip("#= \t")
+    context = [p for p in parts if p and not start.startswith(p)]
+    return (HEADING_SEP.join(context) + "\n\n" + text) if context else text
+
+
 def count(text: str, encoding_name: str) -> int:
     return len(encoding(encoding_name).encode(text, disallowed_special=()))
 

@@ -164,13 +164,14 @@ def indexing_settings(profile: Profile) -> str:
 
 def prepare_beir_table(profile: Profile, eval_set: EvalSet, events: EvalEvents) -> dict[str, Any]:
     """Index the corpus into its own table, unless a marker says it is already there."""
-    from rag.indexer import index_documents, open_store
+    from rag.indexer import index_documents
+    from rag.store import open_store
 
     table = table_name(eval_set.path, indexing_settings(profile))
     store = open_store(profile, table)
     marker_path = store.root / f"{table}.eval.json"
     marker = _read_marker(marker_path)
-    if marker and store.exists() and marker.get("table_version") == store.version:
+    if marker and store.exists() and marker.get("table_version") == store.latest().version:
         return {"table": table, "reused": True, "documents": marker["documents"], "chunks": marker["chunks"], "embedded": 0, "seconds": 0.0}
     report = index_documents(profile, iter_corpus(eval_set.path), table=table, prune=True, events=_IndexEvents(events))
     if not report.files_seen:
@@ -223,7 +224,7 @@ def evaluate(
     indexed = time.perf_counter()
     retriever = Retriever(profile, table)
     if eval_set.kind == "docs":
-        _warn_unindexed(eval_set, set(retriever.store.file_states()), ev)
+        _warn_unindexed(eval_set, set(retriever.snapshot.file_states()), ev)
     if mode != "fts":
         _ = retriever.embedder  # load the model once, outside the timings
     reranker = make_reranker(profile)
@@ -281,7 +282,7 @@ def _best_chunks(hits: list[Hit]) -> list[Hit]:
 
 
 def _rerank(reranker: Reranker, query: str, docs: list[Hit], depth: int, max_k: int, qid: str, stage: Stage) -> None:
-    from rag.ask import rerank_text
+    from rag.rerank import rerank_text
 
     head, tail = docs[:depth], docs[depth:]
     ranking: list[tuple[str, float]] = []

@@ -1,4 +1,4 @@
-"""Crash points for the crash-safety tests, off unless ``RAG_CRASH_AT`` is set.
+"""Crash points for the crash-safety tests, off unless ``RAG_CRASH_AT`` (or ``RAG_FAIL_AT``) is set.
 
 ``RAG_CRASH_AT=fts:0.05`` makes the process ``SIGKILL`` itself 0.05 s after it
 reaches the checkpoint named ``fts``, i.e. while the work that follows the
@@ -16,6 +16,7 @@ import signal
 import threading
 
 ENV = "RAG_CRASH_AT"
+FAIL_ENV = "RAG_FAIL_AT"  # RAG_FAIL_AT=fts raises an OSError at checkpoint "fts" instead: a step that fails, not a crash
 _armed: set[str] = set()
 
 
@@ -24,6 +25,8 @@ def _die() -> None:
 
 
 def checkpoint(name: str) -> None:
+    if name in os.environ.get(FAIL_ENV, "").split(","):
+        raise OSError(f"injected failure at {name} ({FAIL_ENV})")
     spec = os.environ.get(ENV)
     if not spec:
         return

@@ -5,31 +5,36 @@ re-chunked and only chunks whose text is new to the embedding cache are
 embedded. Files are committed in groups, each group one atomic LanceDB
 commit, so Ctrl-C or ``kill -9`` leaves every file either fully old or fully
 new, and a re-run picks up where the last one stopped.
+
+A run with nothing to do commits nothing: files that gave no chunks (empty,
+no text, unreadable) are remembered in the meta with their mtime and size, so
+they are neither re-read nor "indexed" again. When a run did change the table
+it publishes it, then maintains it (:mod:`rag.store.maintenance`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-
 from rag import loaders
-from rag.chunking import ChunkSettings, chunk_document, sha256
+from rag.chunking import ChunkSettings, chunk_document, context_text, sha256
 from rag.discover import Found, Skip, walk
 from rag.documents import Chunk, Document
+from rag.embed import EmbedService, cache_key, embedding_record
 from rag.embed_cache import open_cache
 from rag.errors import ModelMismatchError, ProviderError, SourceError
 from rag.faults import checkpoint, passed
 from rag.lock import writer_lock
 from rag.profile import Profile
 from rag.providers import make_embedder
-from rag.providers.base import Embedder, Usage, Vectors
-from rag.store import FileState, Store
+from rag.providers.base import Usage
+from rag.store import FileState, Store, open_store
+from rag.store import schema as rows
+from rag.store.maintenance import Upkeep, maintain, needed, record
 
 
 class Events(Protocol):
@@ -37,7 +42,7 @@ class Events(Protocol):
 
     ``total``: files that will be read this run. ``advance``: work done, as it is done (chunks per
     embedding batch, files as each is finished). ``skipped``: a file left out (``kind`` is one of
-    binary, too large, unreadable, special file, bad name, empty), summarised by the caller.
+    binary, too large, unreadable, special file, bad name), summarised by the caller.
     ``warn``: anything else worth one line.
     """
 
@@ -47,7 +52,9 @@ class Events(Protocol):
     def warn(self, message: str) -> None: ...
 
 
-class _Silent:
+class Silent:
+    """Events nobody listens to."""
+
     def total(self, files: int) -> None:
         pass
 
@@ -68,6 +75,7 @@ class IndexReport:
     files_unchanged: int = 0
     files_skipped: int = 0
     files_deleted: int = 0
+    files_empty: int = 0  # files with no text (0 bytes, a PDF of images): nothing to index in them
     chunks_added: int = 0
     chunks_removed: int = 0
     chunks_total: int = 0
@@ -76,10 +84,12 @@ class IndexReport:
     cache_hits: int = 0
     fts_rebuilt: bool = False
     seconds: float = 0.0
-    skipped: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # {path, reason, kind, new}
     usage: Usage = field(default_factory=Usage)
     embedding: dict[str, Any] = field(default_factory=dict)
     table_version: int = 0
+    committed: bool = False  # this run changed the table
+    maintenance: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "usage"}
@@ -88,24 +98,27 @@ class IndexReport:
         out["seconds"] = round(self.seconds, 3)
         return out
 
+    def skip(self, path: str, reason: str, kind: str, known: dict[str, Any], events: Events) -> None:
+        """A file left out this run; ``new`` when the last run did not already leave it out for the same reason."""
+        before = known.get(path)
+        self.skipped.append({"path": path, "reason": reason, "kind": kind, "new": not before or before.get("kind") != kind})
+        self.files_skipped += 1
+        events.skipped(path, reason, kind)
+
 
 def chunk_settings(profile: Profile) -> ChunkSettings:
     c = profile.chunking
     return ChunkSettings(c.max_tokens, c.overlap, c.encoding)
 
 
-def embedding_info(embedder: Embedder, profile: Profile) -> dict[str, Any]:
-    return {
-        "model": embedder.ref,
-        "version": embedder.version,
-        "dimensions": embedder.dimensions,
-        "document_prefix": profile.embedding.document_prefix,
-        "query_prefix": profile.embedding.query_prefix,
-    }
+# --------------------------------------------------------------------------- what to index
 
 
-def open_store(profile: Profile, table: str | None = None) -> Store:
-    return Store(profile.store_path, table or profile.store.table)
+@dataclass
+class _Plan:
+    docs: Iterator[Document]
+    gone: list[str]  # indexed sources to delete
+    unindexed: dict[str, dict[str, Any]]  # files that give no chunks, as this run leaves them (merged into the meta)
 
 
 def index_paths(profile: Profile, paths: list[Path], *, rebuild: bool = False, events: Events | None = None) -> IndexReport:
@@ -116,33 +129,45 @@ def index_paths(profile: Profile, paths: list[Path], *, rebuild: bool = False, e
         if not path.exists():
             raise SourceError(f"path not found: {path}; check the path you passed to rag index")
     found: list[Found] = []
-    skipped: list[Skip] = []
+    skips: list[Skip] = []
     for item in walk(paths, profile.sources):
-        if isinstance(item, Found):
-            found.append(item)
-        else:
-            skipped.append(item)
-    if not found and not skipped:
+        (found if isinstance(item, Found) else skips).append(item)  # type: ignore[arg-type]
+    if not found and not skips:
         raise SourceError(f"nothing to index under {', '.join(map(str, paths))}: no files (after .gitignore and sources.exclude)")
-    roots = [p.resolve() for p in paths]
+    roots = [str(p.resolve()).rstrip("/") for p in paths]
 
-    def is_under_roots(source: str) -> bool:
-        return any(source == str(r) or source.startswith(str(r).rstrip("/") + "/") for r in roots)
+    def under_roots(source: str) -> bool:
+        return any(source == r or source.startswith(r + "/") for r in roots)
 
-    def plan(states: dict[str, FileState], force: bool, report: IndexReport, ev: Events) -> tuple[Iterator[Document], list[str]]:
-        seen = {str(f.path) for f in found} | {str(s.path) for s in skipped}
-        gone = [src for src in states if is_under_roots(src) and src not in seen]
-        changed = [f for f in found if force or _changed(states.get(str(f.path)), f)]
-        report.files_seen = len(found) + len(skipped)
-        report.files_unchanged = len(found) - len(changed)
-        for skip in skipped:
-            kept = states.get(str(skip.path))
+    def plan(states: dict[str, FileState], known: dict[str, Any], force: bool, report: IndexReport, ev: Events) -> _Plan:
+        seen = {str(f.path) for f in found} | {str(s.path) for s in skips}
+        gone = [src for src in states if under_roots(src) and src not in seen]
+        unindexed = {p: v for p, v in known.items() if not under_roots(p) or p in seen}
+        changed, remembered = [], 0
+        for f in found:
+            path = str(f.path)
+            if not (force or _changed(states.get(path), f)):
+                continue
+            note = known.get(path)
+            if path not in states and note and not force and (note["mtime"], note["size"]) == (f.mtime, f.size):
+                # It gave no chunks last time and is unchanged: do not read it again.
+                if note["kind"] == "empty":
+                    report.files_empty += 1
+                else:
+                    report.skip(path, note["reason"], note["kind"], known, ev)
+                remembered += 1
+                continue
+            changed.append(f)
+        report.files_seen = len(found) + len(skips)
+        report.files_unchanged = len(found) - len(changed) - remembered
+        for skip in skips:
+            path = str(skip.path)
+            kept = states.get(path)
             note = f"; kept its {kept.chunks} chunks from the last run" if kept else ""
-            report.skipped.append({"path": str(skip.path), "reason": skip.reason + note, "kind": skip.kind})
-            ev.skipped(str(skip.path), skip.reason + note, skip.kind)
-        report.files_skipped = len(skipped)
+            report.skip(path, skip.reason + note, skip.kind, known, ev)
+            unindexed[path] = {"mtime": 0.0, "size": -1, "reason": skip.reason, "kind": skip.kind}
         ev.total(len(changed))
-        return _load_files(changed, states, report, ev), gone
+        return _Plan(_load_files(changed, states, known, unindexed, report, ev), gone, unindexed)
 
     return _run(profile, None, plan, rebuild=rebuild, events=events)
 
@@ -159,16 +184,17 @@ def index_documents(
     """Index in-memory documents (a dataset): unchanged means the same sha256."""
     docs = list(docs)
 
-    def plan(states: dict[str, FileState], force: bool, report: IndexReport, ev: Events) -> tuple[Iterator[Document], list[str]]:
+    def plan(states: dict[str, FileState], known: dict[str, Any], force: bool, report: IndexReport, ev: Events) -> _Plan:
         for doc in docs:
             doc.sha256 = doc.sha256 or sha256(doc.text)
         present = {d.source for d in docs}
         gone = [src for src in states if src not in present] if prune else []
         changed = [d for d in docs if force or states.get(d.source) is None or states[d.source].sha256 != d.sha256]
+        changed = [d for d in changed if d.sections or d.source in states]  # an empty record has nothing to index or delete
         report.files_seen = len(docs)
         report.files_unchanged = len(docs) - len(changed)
         ev.total(len(changed))
-        return iter(changed), gone
+        return _Plan(iter(changed), gone, known)
 
     return _run(profile, table, plan, rebuild=rebuild, events=events)
 
@@ -177,8 +203,8 @@ def forget_sources(profile: Profile, sources: list[str], *, events: Events | Non
     """Delete the chunks of ``sources`` (e.g. files that no longer exist), keeping the full-text index current."""
     wanted = set(sources)
 
-    def plan(states: dict[str, FileState], force: bool, report: IndexReport, ev: Events) -> tuple[Iterator[Document], list[str]]:
-        return iter(()), [src for src in states if src in wanted]
+    def plan(states: dict[str, FileState], known: dict[str, Any], force: bool, report: IndexReport, ev: Events) -> _Plan:
+        return _Plan(iter(()), [src for src in states if src in wanted], {p: v for p, v in known.items() if p not in wanted})
 
     return _run(profile, None, plan, rebuild=False, events=events)
 
@@ -187,35 +213,53 @@ def _changed(state: FileState | None, found: Found) -> bool:
     return state is None or state.mtime != found.mtime or state.size != found.size
 
 
-def _load_files(files: list[Found], states: dict[str, FileState], report: IndexReport, ev: Events) -> Iterator[Document]:
+def _load_files(
+    files: list[Found],
+    states: dict[str, FileState],
+    known: dict[str, Any],
+    unindexed: dict[str, dict[str, Any]],
+    report: IndexReport,
+    ev: Events,
+) -> Iterator[Document]:
+    """Read and parse ``files``; those that give no text are remembered in ``unindexed`` (and still yielded when
+    their old chunks must go)."""
     for f in files:
+        path = str(f.path)
+        unindexed.pop(path, None)
         try:
             data = f.path.read_bytes()
             doc = loaders.load(f.path, data)
         except (OSError, loaders.LoadError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            kept = states.get(str(f.path))
+            kept = states.get(path)
             note = f"; kept its {kept.chunks} chunks from the last run" if kept else ""
-            report.skipped.append({"path": str(f.path), "reason": reason + note, "kind": "unreadable"})
-            report.files_skipped += 1
-            ev.skipped(str(f.path), reason + note, "unreadable")
+            report.skip(path, reason + note, "unreadable", known, ev)
+            if not kept:
+                unindexed[path] = {"mtime": f.mtime, "size": f.size, "reason": reason, "kind": "unreadable"}
             ev.advance(files=1)
             continue
         doc.mtime = f.mtime
-        if not doc.sections:  # still indexed (as nothing), so chunks from before it was emptied go
-            ev.warn(f"{f.path} is empty (0 bytes): nothing to index in it" if not data else f"{f.path} has no text: nothing to index in it")
         encoding = doc.meta.get("encoding")
         if encoding not in (None, "utf-8", "utf-8-sig"):
-            ev.warn(f"{f.path} is not valid UTF-8; decoded it as {encoding}")
+            ev.warn(f"{path} is not valid UTF-8; decoded it as {encoding}")
+        if not doc.sections:
+            unindexed[path] = {"mtime": f.mtime, "size": f.size, "reason": "no text", "kind": "empty"}
+            report.files_empty += 1
+            if path not in states:  # nothing to index and nothing to delete
+                ev.advance(files=1)
+                continue
         yield doc
 
 
+# --------------------------------------------------------------------------- one run
+
+
 def _run(profile: Profile, table: str | None, plan: Any, *, rebuild: bool, events: Events | None) -> IndexReport:
-    ev = events or _Silent()
+    ev = events or Silent()
     started = time.perf_counter()
     report = IndexReport()
     embedder = make_embedder(profile)
-    info = embedding_info(embedder, profile)
+    info = embedding_record(embedder, profile)
     settings = chunk_settings(profile)
     store = open_store(profile, table)
     with writer_lock(store.lock_path, profile.store.lock_timeout, ev.warn):
@@ -227,21 +271,22 @@ def _run(profile: Profile, table: str | None, plan: Any, *, rebuild: bool, event
         force = bool(meta) and meta.get("chunking") != settings.as_dict()
         if force:
             ev.warn("chunking settings changed since the last run; re-chunking every file (unchanged text is not re-embedded)")
-        states = store.file_states()
-        docs, gone = plan(states, force, report, ev)
-        writer = _Writer(profile, store, embedder, info, settings, report, ev)
-        if gone and store.exists():
-            removed = sum(states[s].chunks for s in gone)
-            store.delete_sources(gone)
-            report.files_deleted, report.chunks_removed = len(gone), removed
+        states = store.latest().file_states() if store.exists() else {}
+        known = dict(meta.get("unindexed") or {})
+        planned: _Plan = plan(states, known, force, report, ev)
+        dim = embedder.dimensions or (meta.get("embedding") or {}).get("dimensions")
+        cache = open_cache(store.root / "embed-cache.sqlite", cache_key(embedder, profile), dim, ev.warn)
+        service = EmbedService(embedder, batch_size=profile.embedding.batch_size, concurrency=profile.embedding.concurrency, cache=cache)
+        writer = _Writer(profile, store, service, info, settings, report, ev, dim)
         try:
-            writer.write_all(docs, states)
+            if planned.gone and store.exists():
+                report.files_deleted, report.chunks_removed = len(planned.gone), sum(states[s].chunks for s in planned.gone)
+                store.delete_sources(planned.gone)
+                writer.commits += 1
+            writer.write_all(planned.docs, states)
         except ProviderError as err:
-            # What was committed stays and is searchable by full text too; the re-run embeds only the rest.
-            if store.exists() and (writer.commits or report.files_deleted):
-                meta = store.meta()
-                if _refresh_fts(store, meta, compact=False):
-                    store.write_meta(meta)
+            if writer.commits and store.published_version() is None:
+                _finish(store, profile, settings, writer, report, planned, ev, publish=False)  # a first run: full text works
             if not writer.commits:
                 raise
             raise ProviderError(
@@ -252,169 +297,135 @@ def _run(profile: Profile, table: str | None, plan: Any, *, rebuild: bool, event
                 status=err.status,
                 retryable=err.retryable,
             ) from err
-        if store.exists():
-            meta = store.meta()
-            report.fts_rebuilt = _refresh_fts(store, meta, compact=bool(writer.commits or report.files_deleted))
-            meta["chunking"] = settings.as_dict()
-            meta["embedding"] = {**info, "dimensions": writer.dim or info["dimensions"]}
-            store.write_meta(meta)
-            store.publish()  # only now do queries see this run's changes: all of them at once
-            report.chunks_total = store.count()
-            report.table_version = store.version
+        finally:
+            service.close()
+            report.usage, report.cache_hits = service.usage, service.cache_hits
+            report.embedding_calls, report.embedded_texts = service.usage.calls, service.embedded
+        _finish(store, profile, settings, writer, report, planned, ev, publish=True)
         report.embedding = {**info, "dimensions": writer.dim or info["dimensions"]}
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _refresh_fts(store: Store, meta: dict[str, Any], *, compact: bool) -> bool:
-    """Rebuild the full-text index when it lags the table; True when it was rebuilt (``meta`` records the version)."""
-    stale = meta.get("fts_version") != store.version or not store.has_fts()
-    if not stale or store.count() == 0:
-        return False
-    if compact:
-        checkpoint("compact")
-        store.compact()
-        passed("compact")
-    checkpoint("fts")
-    store.build_fts()
-    passed("fts")
-    meta["fts_version"] = store.version
-    return True
+def _finish(
+    store: Store,
+    profile: Profile,
+    settings: ChunkSettings,
+    writer: _Writer,
+    report: IndexReport,
+    planned: _Plan,
+    ev: Events,
+    *,
+    publish: bool,
+) -> None:
+    """Publish what this run changed, maintain the table, and record the run in the meta.
+
+    After a complete run the latest version holds every file as it is on disk, so it is published even when this
+    run committed nothing (a run killed between its last commit and its publish is finished this way).
+    """
+    if not store.exists():
+        return
+    meta = store.meta()
+    changed = bool(writer.commits)
+    runs = list(meta.get("runs") or [])
+    kept = profile.store.keep_runs
+    steps = needed(store, {int(r["version"]) for r in runs[-kept:]})
+    unpublished = publish and store.published_version() != store.latest().version
+    if changed or steps or unpublished:
+        if publish:
+            store.publish()  # queries see this run's changes, all at once, before any upkeep
+        upkeep = maintain(store, Upkeep(), ev.warn, [s for s in steps if s != "cleanup"])
+        if publish:
+            version = store.publish()
+            if changed or unpublished:
+                runs.append(
+                    {"version": version, "at": time.time(), "files_indexed": report.files_indexed, "files_deleted": report.files_deleted}
+                )
+                meta["runs"] = runs = runs[-kept:]
+        maintain(store, upkeep, ev.warn, ["cleanup"], keep={int(r["version"]) for r in runs[-kept:]})
+        record(meta, upkeep)
+        report.maintenance = upkeep.as_dict()
+        report.fts_rebuilt = upkeep.fts is not None
+    if changed or steps or unpublished or meta.get("unindexed", {}) != planned.unindexed or meta.get("chunking") != settings.as_dict():
+        meta["chunking"] = settings.as_dict()
+        meta["embedding"] = {**(meta.get("embedding") or {}), **writer.info, "dimensions": writer.dim or writer.info["dimensions"]}
+        meta["unindexed"] = planned.unindexed
+        store.write_meta(meta)
+    report.committed = changed
+    report.chunks_total = store.published().count()
+    report.table_version = store.latest().version
 
 
 class _Writer:
-    """Chunk, embed (cache first) and commit documents in groups of whole files."""
+    """Chunk, embed (cache first, as soon as a batch is ready) and commit documents in groups of whole files."""
 
     def __init__(
         self,
         profile: Profile,
         store: Store,
-        embedder: Embedder,
+        service: EmbedService,
         info: dict[str, Any],
         settings: ChunkSettings,
         report: IndexReport,
         ev: Events,
+        dim: int | None,
     ) -> None:
-        self.profile, self.store, self.embedder = profile, store, embedder
+        self.profile, self.store, self.service = profile, store, service
         self.info, self.settings, self.report, self.ev = info, settings, report, ev
-        self.dim: int | None = embedder.dimensions or (store.meta().get("embedding") or {}).get("dimensions")
-        key = f"{info['model']}@{info['version']}#{profile.embedding.dimensions}#{profile.embedding.document_prefix}"
-        self.cache = open_cache(store.root / "embed-cache.sqlite", key, self.dim, ev.warn)
+        self.dim = dim
         self.commits = 0
-        workers = getattr(embedder, "max_concurrency", None) or profile.embedding.concurrency
-        self.pool = ThreadPoolExecutor(max_workers=max(1, min(workers, profile.embedding.concurrency)))
+        self._loaded: list[tuple[Document, list[Chunk]]] = []  # chunked, not embedded yet
+        self._ready: list[tuple[Document, list[Chunk], list[dict[str, Any]]]] = []  # embedded, not committed yet
 
     def write_all(self, docs: Iterator[Document], states: dict[str, FileState]) -> None:
-        group: list[tuple[Document, list[Chunk]]] = []
-        size = 0
-        try:
-            for doc in docs:
-                chunks = chunk_document(doc, self.settings)
-                group.append((doc, chunks))
-                size += len(chunks)
-                if size >= self.profile.store.commit_chunks:
-                    self._commit(group, states)
-                    group, size = [], 0
-            if group:
-                self._commit(group, states)
-        finally:
-            self.pool.shutdown(wait=False, cancel_futures=True)
-            self.cache.close()
+        for doc in docs:
+            self._loaded.append((doc, chunk_document(doc, self.settings)))
+            if sum(len(c) for _, c in self._loaded) >= self.service.batch_size:
+                self._embed()
+            if sum(len(c) for _, c, _ in self._ready) >= self.profile.store.commit_chunks:
+                self._commit(states)
+        self._embed()
+        self._commit(states)
 
-    def _commit(self, group: list[tuple[Document, list[Chunk]]], states: dict[str, FileState]) -> None:
-        chunks = [c for _, chunks in group for c in chunks]
-        bodies = [body_text(c) for c in chunks]
-        vectors = self._embed(bodies)
-        if self.dim is None and len(vectors):
-            self.dim = int(vectors.shape[1])
-        elif len(vectors) and vectors.shape[1] != self.dim:
-            raise ModelMismatchError(
-                f"{self.info['model']} now returns {vectors.shape[1]}-dimensional vectors, but the index at {self.store.root} "
-                f"holds {self.dim}; did the model behind it change? Re-index with: rag index --rebuild PATH"
-            )
+    def _embed(self) -> None:
+        if not self._loaded:
+            return
+        chunks = [c for _, cs in self._loaded for c in cs]
+        bodies = [context_text(c.title, c.heading, c.text) for c in chunks]
+        prefix = self.profile.embedding.document_prefix
+        checkpoint("embed")
+        vectors = self.service.embed([prefix + b for b in bodies], on_batch=lambda n: self.ev.advance(chunks=n))
+        if len(vectors):
+            if self.dim is None:
+                self.dim = int(vectors.shape[1])
+            elif vectors.shape[1] != self.dim:
+                raise ModelMismatchError(
+                    f"{self.info['model']} now returns {vectors.shape[1]}-dimensional vectors, but the index at {self.store.root} "
+                    f"holds {self.dim}; did the model behind it change? Re-index with: rag index --rebuild PATH"
+                )
+        at = 0
+        for doc, cs in self._loaded:
+            self._ready.append((doc, cs, [rows.row(c, bodies[at + i], vectors[at + i], doc) for i, c in enumerate(cs)]))
+            at += len(cs)
+        self.ev.advance(files=len(self._loaded))
+        self._loaded = []
+
+    def _commit(self, states: dict[str, FileState]) -> None:
+        if not self._ready:
+            return
+        group, self._ready = self._ready, []
         if not self.store.exists():
             if self.dim is None:  # nothing to store yet and no table: nothing to do
-                self.ev.advance(files=len(group))
                 return
-            self.store.ensure_table(self.dim, {"embedding": {**self.info, "dimensions": self.dim}, "chunking": self.settings.as_dict()})
-        docs = {d.source: d for d, _ in group}
-        rows = [_row(c, b, v, docs[c.source]) for c, b, v in zip(chunks, bodies, vectors, strict=True)]
-        sources = list(docs)
-        old_ids = self._existing_ids(sources, states)
-        new_ids = {c.id for c in chunks}
+            self.store.create(self.dim, {"embedding": {**self.info, "dimensions": self.dim}, "chunking": self.settings.as_dict()})
+        sources = [doc.source for doc, _, _ in group]
+        known = [s for s in sources if s in states]
+        old_ids = self.store.latest().ids_of(known) if known else set()
+        new_ids = {c.id for _, cs, _ in group for c in cs}
         checkpoint("commit")
-        self.store.replace_sources(rows, sources, self.dim or 0)
+        self.store.replace_sources([r for _, _, rs in group for r in rs], sources, self.dim or 0)
         passed("commit")
         self.commits += 1
         self.report.files_indexed += len(group)
         self.report.chunks_added += len(new_ids - old_ids)
         self.report.chunks_removed += len(old_ids - new_ids)
-        self.ev.advance(files=len(group), chunks=len(chunks))
-
-    def _existing_ids(self, sources: list[str], states: dict[str, FileState]) -> set[str]:
-        from rag.store import sql_in
-
-        known = [s for s in sources if s in states]
-        if not known or not self.store.exists():
-            return set()
-        data = self.store.dataset.to_table(columns=["id"], filter=sql_in("source", known))
-        return set(data.column("id").to_pylist())
-
-    def _embed(self, bodies: list[str]) -> Vectors:
-        prefix = self.profile.embedding.document_prefix
-        shas = [sha256(prefix + b) for b in bodies]
-        cached = self.cache.get_many(shas)
-        todo = list(dict.fromkeys(s for s in shas if s not in cached))
-        self.report.cache_hits += len(bodies) - sum(1 for s in shas if s not in cached)
-        text_of = {s: prefix + b for s, b in zip(shas, bodies, strict=True)}
-        # Batches of similar length pad least: the model's cost follows the longest text in a batch.
-        todo.sort(key=lambda s: len(text_of[s]))
-        size = self.profile.embedding.batch_size
-        batches = [todo[i : i + size] for i in range(0, len(todo), size)]
-        checkpoint("embed")
-        for batch, result in zip(
-            batches, self.pool.map(lambda b: self.embedder.embed_batch([text_of[s] for s in b]), batches), strict=True
-        ):
-            fresh = dict(zip(batch, np.asarray(result.vectors, dtype=np.float32), strict=True))
-            self.cache.put_many(fresh)
-            cached.update(fresh)
-            self.report.embedding_calls += 1
-            self.report.embedded_texts += len(batch)
-            self.report.usage.add(result.usage)
-        if not shas:
-            return np.zeros((0, self.dim or 0), dtype=np.float32)
-        return np.stack([cached[s] for s in shas])
-
-
-def body_text(chunk: Chunk) -> str:
-    """What is embedded and full-text indexed: the chunk with its title and heading path in front.
-
-    Headings carry meaning the chunk text often lacks ("Installation", "Limits");
-    the title is left out when the text already starts with it.
-    """
-    heading = chunk.heading
-    parts = [heading] if heading.startswith(chunk.title) else [chunk.title, heading]
-    start = chunk.text.lstrip("#= \t")
-    context = [p for p in parts if p and not start.startswith(p)]
-    return (" › ".join(context) + "\n\n" + chunk.text) if context else chunk.text
-
-
-def _row(chunk: Chunk, body: str, vector: np.ndarray, doc: Document) -> dict[str, Any]:
-    return {
-        "id": chunk.id,
-        "source": chunk.source,
-        "title": chunk.title,
-        "heading": chunk.heading,
-        "text": chunk.text,
-        "body": body,
-        "start": chunk.start,
-        "end": chunk.end,
-        "tokens": chunk.tokens,
-        "ordinal": chunk.ordinal,
-        "sha256": chunk.sha256,
-        "kind": doc.kind,
-        "file_mtime": doc.mtime,
-        "file_size": doc.size,
-        "file_sha256": doc.sha256,
-        "vector": vector.tolist(),
-    }

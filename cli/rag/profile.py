@@ -69,6 +69,7 @@ class StoreConfig:
     table: str = "chunks"
     lock_timeout: float = 300.0
     commit_chunks: int = 512
+    keep_runs: int = 3
 
 
 @dataclass
@@ -369,6 +370,7 @@ def _check(p: Profile) -> None:
         (p.sources.max_file_mb > 0, "sources.max_file_mb", "must be above 0"),
         (p.store.commit_chunks >= 1, "store.commit_chunks", "must be at least 1"),
         (p.store.lock_timeout >= 0, "store.lock_timeout", "must be at least 0"),
+        (p.store.keep_runs >= 2, "store.keep_runs", "must be at least 2 (a query may still be reading the previous run's version)"),
         (p.http.backoff_base >= 0, "http.backoff_base", "must be at least 0"),
         (p.http.backoff_max >= 0, "http.backoff_max", "must be at least 0"),
         (p.http.breaker_failures >= 0, "http.breaker_failures", "must be at least 0 (0 turns the breaker off)"),

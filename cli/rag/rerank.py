@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rag.chunking import context_text
+from rag.documents import Hit
 from rag.errors import UsageError
 from rag.profile import Profile, split_model
 from rag.text import clean_text
@@ -30,6 +32,11 @@ class RerankDoc:
     text: str
     id: str | None = None
     meta: dict[str, Any] | None = None
+
+
+def rerank_text(hit: Hit) -> str:
+    """What a reranker judges: the chunk in context, exactly as it was embedded and full-text indexed."""
+    return context_text(hit.title, hit.heading, hit.text)
 
 
 def validate(query: Any, texts: Sequence[Any], top_n: int | None) -> None:

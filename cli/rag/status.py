@@ -1,30 +1,31 @@
-"""What is indexed: sources, chunks, model, table version."""
+"""What is indexed: sources, chunks, model, the published version and its upkeep."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from rag.indexer import open_store
 from rag.profile import Profile
+from rag.store import open_store
 
 
 def status(profile: Profile, table: str | None = None) -> dict[str, Any]:
     store = open_store(profile, table)
+    snapshot = store.published()  # raises StoreError when there is no index
     meta = store.meta()
-    states = store.file_states()  # raises StoreError when there is no index
-    if not store.exists():
-        from rag.errors import StoreError
-
-        raise StoreError(f"no index at {store.root} (table '{store.table_name}'); run: rag index PATH")
+    states = snapshot.file_states()
+    maintenance = meta.get("maintenance") or {}
     return {
         "store": str(store.root),
         "table": store.table_name,
-        "chunks": store.count(),
+        "chunks": snapshot.count(),
         "sources": len(states),
-        "version": store.version,
+        "version": snapshot.version,
+        "latest_version": store.latest().version,
         "embedding": meta.get("embedding", {}),
         "chunking": meta.get("chunking", {}),
-        "fts_index": store.has_fts(),
-        "fts_current": meta.get("fts_version") == store.version,
+        "fts_index": snapshot.has_fts,
+        "fts_current": snapshot.has_fts and snapshot.fts_unindexed_rows() == 0,
+        "maintenance_owed": maintenance.get("owed", []),
+        "runs": meta.get("runs", []),
         "files": sorted(({"source": s, "chunks": st.chunks} for s, st in states.items()), key=lambda f: str(f["source"])),
     }

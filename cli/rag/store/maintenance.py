@@ -1,0 +1,129 @@
+"""Upkeep after an index run has committed its data: compaction, the full-text index, old versions.
+
+None of it can lose or change data, so none of it may fail a run whose data
+is committed: a step that fails is reported as one line and recorded in the
+meta. What is needed is read from the table itself (:func:`needed`), so the
+next ``rag index``, even one with nothing else to do, finishes what a failed or
+killed run left undone.
+
+Version retention is ours, not Lance's age-based cleanup, and never fights the
+``published`` tag: we keep the published version, the versions the last
+``store.keep_runs`` runs published (for rollback, and for readers still on the
+previous one) and the latest; every other version is removed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rag.faults import checkpoint, passed
+from rag.store.snapshot import lance_message
+from rag.store.table import Store
+
+COMPACT_FRAGMENTS = 16  # more fragments than this (one per commit group) and they are merged
+COMPACT_DELETED = 0.1  # or more than this share of rows deleted (merge_insert leaves deletion files)
+FTS_PARAMS = {
+    "with_position": False,
+    "base_tokenizer": "simple",
+    "language": "English",
+    "stem": True,
+    "remove_stop_words": True,
+    "lower_case": True,
+    "ascii_folding": True,
+}
+STEPS = ("compact", "fts", "cleanup")
+
+
+@dataclass
+class Upkeep:
+    """What maintenance did, and what it owes."""
+
+    compacted: bool = False
+    fts: str | None = None  # "built" | "updated"
+    versions_removed: int = 0
+    failed: dict[str, str] = field(default_factory=dict)  # step -> one-line reason
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"compacted": self.compacted, "fts": self.fts, "versions_removed": self.versions_removed, "failed": self.failed}
+
+
+def needed(store: Store, keep: set[int]) -> list[str]:
+    """The steps the table needs now, read from the table itself (so a run killed mid-upkeep is finished by the next)."""
+    ds = store.latest().dataset
+    steps = []
+    if _compact_worth(ds):
+        steps.append("compact")
+    snapshot = store.latest()
+    if snapshot.count() and (not snapshot.has_fts or snapshot.fts_unindexed_rows()):
+        steps.append("fts")
+    if _doomed(store, keep):
+        steps.append("cleanup")
+    return steps
+
+
+def maintain(store: Store, upkeep: Upkeep, warn: Callable[[str], None], steps: list[str], keep: set[int] | None = None) -> Upkeep:
+    """Run ``steps`` of: compact, bring the full-text index up to date, remove versions not in ``keep`` (nor the
+    published or the latest). Adds to ``upkeep``."""
+    for step, run in (("compact", _compact), ("fts", _fts), ("cleanup", _cleanup)):
+        if step not in steps:
+            continue
+        try:
+            checkpoint(step)
+            run(store, upkeep, keep or set())
+            passed(step)
+        except Exception as exc:  # maintenance of committed data must never fail the run
+            upkeep.failed[step] = lance_message(exc)
+            warn(
+                f"index maintenance ({step}) failed: {upkeep.failed[step]}; the indexed data is safe and searchable, "
+                "and the next rag index tries again"
+            )
+    return upkeep
+
+
+def record(meta: dict[str, Any], upkeep: Upkeep) -> None:
+    meta["maintenance"] = {"owed": sorted(upkeep.failed), "at": time.time(), **({"errors": upkeep.failed} if upkeep.failed else {})}
+
+
+def _compact_worth(ds: Any) -> bool:
+    fragments = ds.get_fragments()
+    physical = sum(f.physical_rows for f in fragments) or 1
+    deleted = sum(f.num_deletions for f in fragments)
+    return len(fragments) > COMPACT_FRAGMENTS or deleted / physical > COMPACT_DELETED
+
+
+def _compact(store: Store, upkeep: Upkeep, keep: set[int]) -> None:
+    ds = store.latest().dataset
+    if _compact_worth(ds):
+        metrics = ds.optimize.compact_files(materialize_deletions_threshold=COMPACT_DELETED)
+        upkeep.compacted = bool(metrics.fragments_removed)
+
+
+def _fts(store: Store, upkeep: Upkeep, keep: set[int]) -> None:
+    snapshot = store.latest()
+    if snapshot.count() == 0:
+        return
+    if not snapshot.has_fts:
+        snapshot.dataset.create_scalar_index("body", index_type="INVERTED", replace=True, **FTS_PARAMS)
+        upkeep.fts = "built"
+    elif snapshot.fts_unindexed_rows():
+        snapshot.dataset.optimize.optimize_indices()
+        upkeep.fts = "updated"
+
+
+def _doomed(store: Store, keep: set[int]) -> list[int]:
+    """Versions to remove: all but ``keep``, the published and the latest."""
+    ds = store.latest().dataset
+    published = store.published_version()
+    retained = {*keep, ds.version, *([published] if published is not None else [])}
+    return [int(v["version"]) for v in ds.versions() if int(v["version"]) not in retained]
+
+
+def _cleanup(store: Store, upkeep: Upkeep, keep: set[int]) -> None:
+    doomed = _doomed(store, keep)
+    if doomed:
+        # delete_unverified: files a killed commit left behind; safe because we hold the writer lock.
+        stats = store.latest().dataset.cleanup_old_versions(versions=doomed, error_if_tagged_old_versions=False, delete_unverified=True)
+        upkeep.versions_removed = int(stats.old_versions)

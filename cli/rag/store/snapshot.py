@@ -1,0 +1,161 @@
+"""Reads of one version of the chunk table: nearest, full text, by id, by filter, file states.
+
+Every read goes through here, so a Lance failure is translated once: a bad
+``--where`` is the user's to fix (exit 2), a data file gone or torn is a
+damaged index with the command that rebuilds it (exit 4).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.documents import Hit
+from rag.errors import StoreError, UsageError
+from rag.store.schema import FILE_COLUMNS, FTS_COLUMN, HIT_COLUMNS, hit, sql_in
+
+_RUST_FRAME = re.compile(r",? /\S+\.rs:\d+:\d+")
+_SQL_IN_MAX = 500  # values per IN (...) list
+
+
+@dataclass
+class FileState:
+    mtime: float
+    size: int
+    sha256: str
+    chunks: int
+
+
+def lance_message(exc: BaseException) -> str:
+    """The first line of a Lance error without its Rust source locations."""
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return _RUST_FRAME.sub("", first)[:200]
+
+
+def damaged(root: Path, exc: BaseException) -> StoreError:
+    """A read failed below us (a data file missing or torn): say so, and how to recover."""
+    return StoreError(
+        f"the index at {root} is damaged and cannot be read ({lance_message(exc)}); rebuild it with: rag index --rebuild PATH"
+    )
+
+
+class Snapshot:
+    """One committed version of the table, read-only. Cheap to keep: it never changes under its reader."""
+
+    def __init__(self, dataset: Any, root: Path) -> None:
+        self.dataset = dataset
+        self.root = root
+        self._has_fts: bool | None = None
+
+    @property
+    def version(self) -> int:
+        return int(self.dataset.version)
+
+    @property
+    def vector_size(self) -> int:
+        return int(self.dataset.schema.field("vector").type.list_size)
+
+    def count(self) -> int:
+        return int(self.dataset.count_rows())
+
+    @property
+    def has_fts(self) -> bool:
+        """Whether this version carries the full-text index on the body column."""
+        if self._has_fts is None:
+            self._has_fts = any(FTS_COLUMN in index.field_names for index in self.dataset.describe_indices())
+        return self._has_fts
+
+    def fts_unindexed_rows(self) -> int:
+        """Rows the full-text index does not cover yet (they are still searched, without the index's speed)."""
+        for index in self.dataset.describe_indices():
+            if FTS_COLUMN in index.field_names:
+                return int(self.dataset.stats.index_stats(index.name).get("num_unindexed_rows", 0))
+        return self.count()
+
+    # ------------------------------------------------------------------ searches
+
+    def nearest(self, vector: list[float], k: int, where: str | None = None) -> list[Hit]:
+        """The ``k`` chunks closest to ``vector`` by cosine, best first; ``scores["dense"]`` is the cosine."""
+        if len(vector) != self.vector_size:
+            raise StoreError(
+                f"the query vector has {len(vector)} dimensions but the index at {self.root} holds {self.vector_size}; "
+                "did the model behind it change? Re-index with: rag index --rebuild PATH"
+            )
+        nearest = {"column": "vector", "q": vector, "k": k, "metric": "cosine"}
+        rows = self._read(HIT_COLUMNS, where, nearest=nearest)
+        return [hit(r, "dense", rank, 1.0 - float(r["_distance"])) for rank, r in enumerate(rows, start=1)]
+
+    def full_text(self, query: str, k: int, where: str | None = None) -> list[Hit]:
+        """The ``k`` best BM25 matches, best first; ``scores["fts"]`` is the BM25 score."""
+        if not self.has_fts:
+            # Without the index Lance finds nothing at all: an empty answer would look like "no match".
+            raise StoreError(
+                f"{self.root} has no full-text index yet (rag index stopped before building it); "
+                "run rag index again to build it, or use --mode dense"
+            )
+        rows = self._read(HIT_COLUMNS, where, full_text_query={"query": query, "columns": [FTS_COLUMN]}, limit=k)
+        return [hit(r, "fts", rank, float(r["_score"])) for rank, r in enumerate(rows, start=1)]
+
+    def vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
+        """Stored vectors of chunks by id (ids not in the table are absent)."""
+        out: dict[str, np.ndarray] = {}
+        for part in _parts(ids):
+            for r in self._read(["id", "vector"], sql_in("id", part)):
+                out[r["id"]] = np.asarray(r["vector"], dtype=np.float32)
+        return out
+
+    def ids_of(self, sources: list[str]) -> set[str]:
+        """Chunk ids of ``sources``."""
+        found: set[str] = set()
+        for part in _parts(sources):
+            found.update(r["id"] for r in self._read(["id"], sql_in("source", part)))
+        return found
+
+    def file_states(self) -> dict[str, FileState]:
+        """What each indexed file looked like when it was indexed, with its chunk count."""
+        try:
+            data = self.dataset.to_table(columns=FILE_COLUMNS).to_pydict()
+        except (OSError, ValueError) as exc:  # lance: a data file gone or torn
+            raise damaged(self.root, exc) from exc
+        states: dict[str, FileState] = {}
+        for source, mtime, size, sha in zip(data["source"], data["file_mtime"], data["file_size"], data["file_sha256"], strict=True):
+            state = states.get(source)
+            if state is None:
+                states[source] = FileState(mtime, size, sha, 1)
+            else:
+                state.chunks += 1
+        return states
+
+    def batches(self, columns: list[str], batch_size: int = 8192) -> Iterator[dict[str, list[Any]]]:
+        """The whole version, ``columns`` only, in batches (bounded memory at any size)."""
+        try:
+            for batch in self.dataset.to_batches(columns=columns, batch_size=batch_size):
+                yield batch.to_pydict()
+        except (OSError, ValueError) as exc:
+            raise damaged(self.root, exc) from exc
+
+    # ------------------------------------------------------------------ the one place Lance reads fail
+
+    def _read(self, columns: list[str], where: str | None, **search: Any) -> list[dict[str, Any]]:
+        try:
+            table = self.dataset.to_table(columns=columns, filter=where or None, prefilter=bool(where), **search)
+        except Exception as exc:  # lance raises ValueError/OSError/LanceError for bad filters and torn files
+            if where and not where.startswith(("id IN (", "source IN (")):
+                raise UsageError(
+                    f"--where '{where}' is not a valid filter ({lance_message(exc)}); "
+                    "use SQL such as: source LIKE '%guide%' AND kind = 'markdown'"
+                ) from exc
+            if isinstance(exc, OSError | ValueError):
+                raise damaged(self.root, exc) from exc
+            raise
+        return list(table.to_pylist())
+
+
+def _parts(values: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(values), _SQL_IN_MAX):
+        yield values[start : start + _SQL_IN_MAX]
