@@ -37,7 +37,7 @@ from rag.profile import Profile
 from rag.prompt import Numbered, build_prompt
 from rag.providers.base import ChatModel, ChatResult, Reranker, Usage, Vectors
 from rag.render import display_path
-from rag.rerank import rerank_text
+from rag.rerank import in_order, rerank_hits, rerank_text
 from rag.retrieve import Retriever, validate_query
 from rag.store import FileState
 from rag.trace import append_trace, embedding_model
@@ -114,9 +114,9 @@ class Asker:
         trail.stale = self._freshness(question, settings, trail, warn)
         t = timer.stage("freshness", t)
         trail.models["embedding"] = embedding_model(self.retriever)
-        spent = _copy(self.retriever.usage)
+        spent = self.retriever.usage.copy()
         candidates = self.retriever.search(question, mode=settings.mode, top_k=settings.top_k, where=settings.where)
-        trail.ledger.add("embed", _minus(self.retriever.usage, spent))
+        trail.ledger.add("embed", self.retriever.usage - spent)
         trail.candidates = [dataclasses.replace(h, ranks=dict(h.ranks), scores=dict(h.scores)) for h in candidates]
         t = timer.stage("retrieve", t)
         if self.reranker is not None and candidates:
@@ -157,27 +157,24 @@ class Asker:
 
     def _rerank(self, question: str, hits: list[Hit], trail: Trail) -> list[Hit]:
         assert self.reranker is not None
-        texts = [rerank_text(h) for h in hits]
-        key = cache_key(kind="rerank", model=self.reranker.ref, version=self.reranker.version, query=question, documents=texts)
+        key = cache_key(
+            kind="rerank", model=self.reranker.ref, version=self.reranker.version, query=question, documents=[rerank_text(h) for h in hits]
+        )
         cached = self.cache.get(key) if self.cache is not None else None
         if cached is not None:
-            order = [(int(i), float(s)) for i, s in cached["hits"]]
-            trail.models["rerank"] = {"alias": self.profile.rerank.model, "model": cached["model"], "version": self.reranker.version}
+            reranked = in_order(hits, [(int(i), float(s)) for i, s in cached["hits"]])
+            model = cached["model"]
         else:
-            result = self.reranker.rerank(question, texts, None)
-            order = [(h.index, h.score) for h in result.hits]
+            reranked, result = rerank_hits(self.reranker, question, hits)
+            model = result.model
             trail.ledger.add("rerank", result.usage)
-            trail.models["rerank"] = {"alias": self.profile.rerank.model, "model": result.model, "version": self.reranker.version}
             if self.cache is not None:
+                order = [(h.index, h.score) for h in result.hits]
                 self.cache.put(key, {"hits": order, "model": result.model, "usage": result.usage.as_dict()})
+        trail.models["rerank"] = {"alias": self.profile.rerank.model, "model": model, "version": self.reranker.version}
         trail.cache["rerank"] = "hit" if cached is not None else ("miss" if self.cache is not None else "off")
-        reranked = []
-        for rank, (index, score) in enumerate(sorted(order, key=lambda p: -p[1]), start=1):
-            hit = hits[index]
-            hit.ranks["rerank"], hit.scores["rerank"], hit.score = rank, score, score
-            reranked.append(hit)
-        trail.reranked = reranked
-        return reranked
+        trail.reranked = [h for h in reranked if "rerank" in h.scores]
+        return trail.reranked
 
     def _threshold(self, hits: list[Hit], settings: Settings, trail: Trail) -> list[Hit]:
         kind = relevance_kind(settings.mode or self.profile.retrieval.mode, bool(trail.reranked))
@@ -279,18 +276,6 @@ def relevance_kind(mode: str, reranked: bool) -> str:
 def _normalised(vectors: Vectors) -> Vectors:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return (vectors / np.clip(norms, 1e-12, None)).astype(np.float32)
-
-
-def _copy(usage: Usage) -> Usage:
-    out = Usage()
-    out.add(usage)
-    return out
-
-
-def _minus(after: Usage, before: Usage) -> Usage:
-    return Usage(
-        after.input_tokens - before.input_tokens, after.output_tokens - before.output_tokens, after.calls - before.calls, after.counted
-    )
 
 
 def ask(

@@ -282,20 +282,16 @@ def _best_chunks(hits: list[Hit]) -> list[Hit]:
 
 
 def _rerank(reranker: Reranker, query: str, docs: list[Hit], depth: int, max_k: int, qid: str, stage: Stage) -> None:
-    from rag.rerank import rerank_text
+    """The best chunk of each of the top ``depth`` documents reranked as ``rag ask`` reranks; the rest follow."""
+    from rag.rerank import rerank_hits
 
     head, tail = docs[:depth], docs[depth:]
-    ranking: list[tuple[str, float]] = []
     began = time.perf_counter()
     if head:
-        result = reranker.rerank(query, [rerank_text(h) for h in head], top_n=len(head))
+        head, result = rerank_hits(reranker, query, head)
         stage.usage.add(result.usage)
-        ranking = [(head[r.index].source, r.score) for r in result.hits]
-        returned = {r.index for r in result.hits}
-        ranking += [(h.source, h.score) for i, h in enumerate(head) if i not in returned]
     stage.latencies_ms.append((time.perf_counter() - began) * 1000)
-    ranking += [(h.source, h.score) for h in tail]
-    stage.runs[qid] = ranked_scores(ranking[:max_k])
+    stage.runs[qid] = ranked_scores([(h.source, h.score) for h in head + tail][:max_k])
 
 
 def _warn_unindexed(eval_set: EvalSet, indexed: set[str], ev: EvalEvents) -> None:

@@ -21,6 +21,7 @@ from rag.chunking import context_text
 from rag.documents import Hit
 from rag.errors import UsageError
 from rag.profile import Profile, split_model
+from rag.providers.base import Reranker, RerankResult
 from rag.text import clean_text
 from rag.usage import Ledger
 
@@ -37,6 +38,24 @@ class RerankDoc:
 def rerank_text(hit: Hit) -> str:
     """What a reranker judges: the chunk in context, exactly as it was embedded and full-text indexed."""
     return context_text(hit.title, hit.heading, hit.text)
+
+
+def rerank_hits(reranker: Reranker, query: str, hits: list[Hit]) -> tuple[list[Hit], RerankResult]:
+    """``hits`` reranked against ``query``, best first (the one rerank path of ``rag ask`` and ``rag eval``)."""
+    result = reranker.rerank(query, [rerank_text(h) for h in hits], top_n=len(hits))
+    return in_order(hits, [(h.index, h.score) for h in result.hits]), result
+
+
+def in_order(hits: list[Hit], order: list[tuple[int, float]]) -> list[Hit]:
+    """``hits`` by the reranker's ``(index, score)`` pairs, best first, with ``scores/ranks["rerank"]`` set and the
+    rerank score as ``score``; hits it did not return follow in their old order, without a rerank score."""
+    out: list[Hit] = []
+    for rank, (index, score) in enumerate(sorted(order, key=lambda p: -p[1]), start=1):
+        hit = hits[index]
+        hit.ranks["rerank"], hit.scores["rerank"], hit.score = rank, score, score
+        out.append(hit)
+    returned = {index for index, _ in order}
+    return out + [h for i, h in enumerate(hits) if i not in returned]
 
 
 def validate(query: Any, texts: Sequence[Any], top_n: int | None) -> None:

@@ -19,7 +19,7 @@ from rag import __version__
 from rag.documents import Hit
 from rag.errors import ConfigError
 from rag.profile import Profile
-from rag.providers.base import Usage
+from rag.usage import Usage
 
 if TYPE_CHECKING:
     from rag.retrieve import Retriever
@@ -57,9 +57,7 @@ class Mark:
 
 
 def mark(retriever: Retriever) -> Mark:
-    spent = Usage()
-    spent.add(retriever.usage)
-    return Mark(time.perf_counter(), spent)
+    return Mark(time.perf_counter(), retriever.usage.copy())
 
 
 def trace_query(
@@ -76,13 +74,7 @@ def trace_query(
     """Trace one ``rag query``; ``since`` is :func:`mark` taken just before the retrieval."""
     if not profile.trace.path:
         return
-    now = retriever.usage
-    spent = Usage(
-        now.input_tokens - since.spent.input_tokens,
-        now.output_tokens - since.spent.output_tokens,
-        now.calls - since.spent.calls,
-        now.counted,
-    )
+    spent = retriever.usage - since.spent
     record = {
         "command": "query",
         "query": query,

@@ -10,13 +10,46 @@ primary model's: a fallback that answered is priced the same.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from rag.profile import Profile
-from rag.providers.base import Usage
 from rag.tokens import count_tokens
 
 STAGES = ("embed", "rerank", "chat")
+
+
+@dataclass
+class Usage:
+    """Tokens spent on one stage; ``counted`` means we counted them with tiktoken."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    calls: int = 0
+    counted: bool = False
+
+    def add(self, other: Usage) -> None:
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.calls += other.calls
+        self.counted = self.counted or other.counted
+
+    def copy(self) -> Usage:
+        return Usage(self.input_tokens, self.output_tokens, self.calls, self.counted)
+
+    def __sub__(self, before: Usage) -> Usage:
+        """What was spent since ``before`` was copied from the same running total."""
+        return Usage(
+            self.input_tokens - before.input_tokens, self.output_tokens - before.output_tokens, self.calls - before.calls, self.counted
+        )
+
+    def as_dict(self) -> dict[str, int | bool]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "calls": self.calls,
+            "counted_locally": self.counted,
+        }
 
 
 def prices(profile: Profile, stage: str) -> tuple[float, float]:

@@ -17,31 +17,11 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from rag.usage import Usage
+
 Vectors = npt.NDArray[np.float32]
 
-
-@dataclass
-class Usage:
-    """Tokens spent on one stage; ``counted`` means we counted them with tiktoken."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    calls: int = 0
-    counted: bool = False
-
-    def add(self, other: Usage) -> None:
-        self.input_tokens += other.input_tokens
-        self.output_tokens += other.output_tokens
-        self.calls += other.calls
-        self.counted = self.counted or other.counted
-
-    def as_dict(self) -> dict[str, int | bool]:
-        return {
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "calls": self.calls,
-            "counted_locally": self.counted,
-        }
+__all__ = ["ChatModel", "ChatResult", "EmbedResult", "Embedder", "RerankHit", "RerankResult", "Reranker", "Usage", "Vectors"]
 
 
 @dataclass
