@@ -24,21 +24,25 @@ run lets later runs skip even reading the corpus.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
-from rag.datasets import RUN_FORMAT, EvalSet, iter_corpus, table_name
+from rag.datasets import EvalSet, iter_corpus, table_name
 from rag.documents import Hit
 from rag.errors import UsageError
-from rag.evaluate_answers import AnswerStats, answer_questions, wanted
-from rag.metrics import document_run, evaluate_run, mean_metrics, percentile, ranked_scores
+from rag.eval_report import EvalReport, Stage
+from rag.evaluate_answers import answer_questions, wanted
+from rag.metrics import document_run, ranked_scores
 from rag.profile import Profile
-from rag.providers.base import Reranker, Usage
+from rag.providers.base import Reranker
 
 CHUNKS_PER_DOC = 2
+QUERY_BATCH = 32  # queries retrieved together: embedded in one batch, searched by one matrix product
 
 
 class EvalEvents(Protocol):
@@ -78,80 +82,6 @@ class _IndexEvents:
 
     def warn(self, message: str) -> None:
         self.events.warn(message)
-
-
-@dataclass
-class Stage:
-    """One stage's ranked documents, timings and spend, then its scores."""
-
-    name: str
-    usage_stage: str  # the rag.usage stage whose price applies: embed or rerank
-    runs: dict[str, dict[str, float]] = field(default_factory=dict)
-    latencies_ms: list[float] = field(default_factory=list)
-    usage: Usage = field(default_factory=Usage)
-    per_query: dict[str, dict[str, float]] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-
-    def score(self, eval_set: EvalSet, ks: Sequence[int]) -> None:
-        self.per_query = evaluate_run(self.runs, eval_set.qrels, ks)
-        self.metrics = mean_metrics(self.per_query)
-
-    def summary(self, profile: Profile) -> dict[str, Any]:
-        from rag.usage import cost as usage_cost
-
-        n = max(len(self.runs), 1)
-        tokens = self.usage.input_tokens + self.usage.output_tokens
-        cost = usage_cost(profile, self.usage_stage, self.usage)
-        return {
-            "metrics": {name: round(value, 6) for name, value in self.metrics.items()},
-            "latency_ms": {
-                "p50": round(percentile(self.latencies_ms, 50), 2),
-                "p95": round(percentile(self.latencies_ms, 95), 2),
-                "mean": round(sum(self.latencies_ms) / n, 2),
-            },
-            "tokens": tokens,
-            "tokens_per_query": round(tokens / n, 2),
-            "cost_usd": round(cost, 6),
-            "cost_per_query_usd": round(cost / n, 8),
-            "tokens_counted_locally": self.usage.counted,
-        }
-
-
-@dataclass
-class EvalReport:
-    profile: Profile
-    dataset: dict[str, Any]
-    config: dict[str, Any]
-    index: dict[str, Any]
-    stages: dict[str, Stage]
-    answers: AnswerStats | None = None
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def final_stage(self) -> str:
-        return list(self.stages)[-1]
-
-    def stage_metrics(self) -> dict[str, dict[str, float]]:
-        return {name: stage.metrics for name, stage in self.stages.items()}
-
-    def as_dict(self, per_query: bool = False) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "format": RUN_FORMAT,
-            "dataset": self.dataset,
-            "config": self.config,
-            "index": self.index,
-            "stages": {name: stage.summary(self.profile) for name, stage in self.stages.items()},
-            "answers": self.answers.summary(self.profile) if self.answers else None,
-            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
-        }
-        if "rerank" in self.stages:
-            base, reranked = self.stages["retrieval"].metrics, self.stages["rerank"].metrics
-            out["rerank_lift"] = {name: round(reranked[name] - base[name], 6) for name in reranked if name in base}
-        if per_query:
-            out["per_query"] = {name: stage.per_query for name, stage in self.stages.items()}
-            if self.answers:
-                out["per_query"]["answers"] = self.answers.per_query
-        return out
 
 
 def indexing_settings(profile: Profile) -> str:
@@ -197,6 +127,65 @@ def _read_marker(path: Any) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+@dataclass
+class EvalRequest:
+    """Everything ``rag eval`` can be asked, as the library takes it."""
+
+    dataset: Path
+    split: str = "test"
+    mode: str | None = None
+    ks: str = "1,3,5,10,100"
+    limit: int | None = None
+    rerank_depth: int | None = None
+    reranker: str | None = None  # provider/model overriding rerank.model
+    rerank: bool = True
+    answers: bool = True  # own-documents sets: answer when a chat model is configured
+    extractive: bool = False
+    gates: list[str] = field(default_factory=list)  # "ndcg@10=0.70"
+    compare: Path | None = None  # a run saved with save
+    save: Path | None = None
+    trec_run: Path | None = None
+
+
+def run(profile: Profile, request: EvalRequest, events: EvalEvents | None = None) -> EvalReport:
+    """Check the request, evaluate, and write what was asked for (saved run, TREC run); gates are in the report."""
+    from rag.datasets import load_eval_set, load_run, save_run, write_trec_run
+    from rag.metrics import parse_gate, parse_ks
+    from rag.retrieve import validate_options
+
+    gates = [parse_gate(g) for g in request.gates]
+    ks = sorted(set(parse_ks(request.ks)) | {g.k for g in gates if g.k is not None})
+    validate_options(request.mode, None)
+    baseline = (str(request.compare), load_run(request.compare)) if request.compare else None
+    profile = _overridden(profile, request)
+    eval_set = load_eval_set(request.dataset, request.split).limited(request.limit)
+    report = evaluate(
+        profile, eval_set, mode=request.mode, ks=ks, rerank_depth=request.rerank_depth, extractive=request.extractive, events=events
+    )
+    report.gates, report.baseline = gates, baseline
+    if request.save:
+        save_run(request.save, report.as_dict(per_query=True))
+    if request.trec_run:
+        tag = f"rag-{report.config['mode']}" + ("-rerank" if report.final_stage == "rerank" else "")
+        write_trec_run(request.trec_run, report.stages[report.final_stage].runs, tag)
+    return report
+
+
+def _overridden(profile: Profile, request: EvalRequest) -> Profile:
+    """The profile with the request's reranker and answer choices applied (a copy: the caller's is unchanged)."""
+    from rag.profile import provider_config, split_model
+
+    rerank, chat = dataclasses.replace(profile.rerank), dataclasses.replace(profile.chat)
+    if request.reranker:
+        provider_config(profile, split_model(request.reranker)[0])
+        rerank.model = request.reranker
+    if not request.rerank:
+        rerank.model = None
+    if not request.answers:
+        chat.model = None
+    return dataclasses.replace(profile, rerank=rerank, chat=chat)
+
+
 def evaluate(
     profile: Profile,
     eval_set: EvalSet,
@@ -226,24 +215,29 @@ def evaluate(
     if eval_set.kind == "docs":
         _warn_unindexed(eval_set, set(retriever.snapshot.file_states()), ev)
     if mode != "fts":
-        _ = retriever.embedder  # load the model once, outside the timings
+        retriever.embed_queries(["warm-up"])  # load the model once, outside the timings
     reranker = make_reranker(profile)
     rerank_depth = rerank_depth or profile.ask.top_k  # what rag ask reranks
     depth = max(ks[-1], rerank_depth) if reranker else ks[-1]
     stages = {"retrieval": Stage("retrieval", "embed")}
     if reranker is not None:
         stages["rerank"] = Stage("rerank", "rerank")
+    spent = retriever.usage.copy()
     ev.phase("queries", len(eval_set.queries))
-    for qid, text in eval_set.queries.items():
+    items = list(eval_set.queries.items())
+    for start in range(0, len(items), QUERY_BATCH):
+        batch = items[start : start + QUERY_BATCH]
         began = time.perf_counter()
-        hits = retriever.search(text, mode=mode, top_k=depth * CHUNKS_PER_DOC)
-        stages["retrieval"].latencies_ms.append((time.perf_counter() - began) * 1000)
-        docs = _best_chunks(hits)[:depth]
-        stages["retrieval"].runs[qid] = document_run(docs[: ks[-1]])
-        if reranker is not None:
-            _rerank(reranker, text, docs, rerank_depth, ks[-1], qid, stages["rerank"])
-        ev.advance()
-    stages["retrieval"].usage = retriever.usage
+        results = retriever.search_many([text for _, text in batch], mode=mode, top_k=depth * CHUNKS_PER_DOC)
+        each = (time.perf_counter() - began) * 1000 / len(batch)  # batched: the latency per query is the batch's share
+        for (qid, text), hits in zip(batch, results, strict=True):
+            stages["retrieval"].latencies_ms.append(each)
+            docs = _best_chunks(hits)[:depth]
+            stages["retrieval"].runs[qid] = document_run(docs[: ks[-1]])
+            if reranker is not None:
+                _rerank(reranker, text, docs, rerank_depth, ks[-1], qid, stages["rerank"])
+            ev.advance()
+    stages["retrieval"].usage = retriever.usage - spent
     for stage in stages.values():
         stage.score(eval_set, ks)
     queried = time.perf_counter()
@@ -262,6 +256,7 @@ def evaluate(
             "reranker": reranker.ref if reranker else None,
             "rerank_depth": rerank_depth if reranker else None,
             "retrieval_depth_chunks": depth * CHUNKS_PER_DOC,
+            "query_batch": QUERY_BATCH,
             "profile": profile.source,
         },
         index=index,

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 from rag.documents import Hit
 from rag.embed import EmbedService, embedding_record
 from rag.errors import ModelMismatchError, UsageError
 from rag.fusion import rrf
 from rag.profile import RETRIEVAL_MODES, Profile
 from rag.providers import make_embedder
-from rag.providers.base import Embedder, Usage
+from rag.providers.base import Embedder, Usage, Vectors
 from rag.store import Snapshot, Store, open_store
 from rag.text import clean_text
 
@@ -30,7 +32,6 @@ class Retriever:
         self.store = store or open_store(profile, table)
         self.snapshot: Snapshot = self.store.published()  # raises StoreError with 'run: rag index' if missing
         self._service: EmbedService | None = None
-        self._last_vector: list[float] | None = None
 
     @property
     def embedder(self) -> Embedder:
@@ -51,23 +52,31 @@ class Retriever:
         return self._service.usage if self._service is not None else Usage()
 
     def search(self, query: str, *, mode: str | None = None, top_k: int | None = None, where: str | None = None) -> list[Hit]:
+        return self.search_many([query], mode=mode, top_k=top_k, where=where)[0]
+
+    def search_many(
+        self, queries: list[str], *, mode: str | None = None, top_k: int | None = None, where: str | None = None
+    ) -> list[list[Hit]]:
+        """Hits for each query: queries embedded in batches, dense search over vectors held in memory."""
         mode = mode or self.profile.retrieval.mode
         top_k = self.profile.retrieval.top_k if top_k is None else top_k
         validate_options(mode, top_k)
-        query = validate_query(query)
-        if mode == "dense":
-            return self._dense(query, top_k, where)
+        queries = [validate_query(q) for q in queries]
         if mode == "fts":
-            return self.snapshot.full_text(query, top_k, where)
-        depth = max(top_k, self.profile.retrieval.candidates)
-        dense = self._dense(query, depth, where)
-        if self.snapshot.has_fts:
-            fts = self.snapshot.full_text(query, depth, where)
-        else:
-            fts = []
+            return [self.snapshot.full_text(q, top_k, where) for q in queries]
+        depth = top_k if mode == "dense" else max(top_k, self.profile.retrieval.candidates)
+        vectors = self.embed_queries(queries)
+        dense = self.snapshot.nearest_many(vectors, depth, where)
+        if mode == "dense":
+            return dense
+        if not self.snapshot.has_fts:
             log.warning(
                 "%s has no full-text index yet (rag index stopped before building it): dense results only; run rag index", self.store.root
             )
+        return [self._hybrid(q, d, v, top_k, where) for q, d, v in zip(queries, dense, vectors, strict=True)]
+
+    def _hybrid(self, query: str, dense: list[Hit], vector: Vectors, top_k: int, where: str | None) -> list[Hit]:
+        fts = self.snapshot.full_text(query, max(top_k, self.profile.retrieval.candidates), where) if self.snapshot.has_fts else []
         by_id = {h.id: h for h in fts}
         for h in dense:
             if h.id in by_id:
@@ -83,39 +92,32 @@ class Retriever:
             hit.ranks["hybrid"] = rank
             hit.scores["hybrid"] = score
             hits.append(hit)
-        self._fill_cosine([h for h in hits if "dense" not in h.scores])
+        self._fill_cosine([h for h in hits if "dense" not in h.scores], vector)
         return hits
 
-    def _fill_cosine(self, hits: list[Hit]) -> None:
+    def _fill_cosine(self, hits: list[Hit], vector: Vectors) -> None:
         """Give hits found only by full text their cosine too, so one threshold applies to every hybrid hit.
 
         They get ``scores["dense"]`` but no dense rank: the dense retriever did not rank them.
         """
-        if not hits or self._last_vector is None:
+        if not hits:
             return
-        import numpy as np
-
         vectors = self.snapshot.vectors([h.id for h in hits])
-        q = np.asarray(self._last_vector, dtype=np.float32)
-        q /= max(float(np.linalg.norm(q)), 1e-12)
+        q = vector / max(float(np.linalg.norm(vector)), 1e-12)
         for hit in hits:
             v = vectors.get(hit.id)
             if v is not None:
                 hit.scores["dense"] = float(v @ q / max(float(np.linalg.norm(v)), 1e-12))
 
-    def embed_query(self, query: str) -> list[float]:
-        vector = self.service.embed([self.profile.embedding.query_prefix + query])[0]
-        self._last_vector = [float(x) for x in vector]
-        return self._last_vector
-
-    def _dense(self, query: str, k: int, where: str | None) -> list[Hit]:
-        vector = self.embed_query(query)
-        if len(vector) != self.snapshot.vector_size:
+    def embed_queries(self, queries: list[str]) -> Vectors:
+        """Query vectors, checked against the size the index holds."""
+        vectors = self.service.embed([self.profile.embedding.query_prefix + q for q in queries])
+        if vectors.shape[1] != self.snapshot.vector_size:
             raise ModelMismatchError(
-                f"{self.embedder.ref} returns {len(vector)}-dimensional vectors, but the index at {self.store.root} holds "
+                f"{self.embedder.ref} returns {vectors.shape[1]}-dimensional vectors, but the index at {self.store.root} holds "
                 f"{self.snapshot.vector_size}; did the model behind it change? Re-index with: rag index --rebuild PATH"
             )
-        return self.snapshot.nearest(vector, k, where)
+        return vectors
 
 
 def validate_options(mode: str | None, top_k: int | None) -> None:

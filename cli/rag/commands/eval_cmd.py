@@ -34,68 +34,36 @@ def command(
     as_json: bool = JsonOption,
 ) -> None:
     """Measure retrieval (and rerank) quality, latency and cost on a labelled set; gate CI on it."""
-    from rag.datasets import load_eval_set, load_run, save_run, write_trec_run
-    from rag.errors import UsageError
-    from rag.evaluate import evaluate
-    from rag.metrics import failed_gates, parse_gate, parse_ks
-    from rag.profile import RETRIEVAL_MODES, load_profile
+    from rag.evaluate import EvalRequest, run
+    from rag.profile import load_profile
 
-    parsed_gates = [parse_gate(g) for g in gates]
-    ks = sorted(set(parse_ks(k)) | {g.k for g in parsed_gates if g.k is not None})
-    if mode is not None and mode not in RETRIEVAL_MODES:
-        raise UsageError(f"--mode must be one of {', '.join(RETRIEVAL_MODES)}, not '{mode}'")
-    old = load_run(compare) if compare else None
-    prof = load_profile(profile)
-    if reranker:
-        from rag.profile import provider_config, split_model
-
-        provider_config(prof, split_model(reranker)[0])
-        prof.rerank.model = reranker
-    if no_rerank:
-        prof.rerank.model = None
-    if no_answers:
-        prof.chat.model, extractive = None, False
-    eval_set = load_eval_set(dataset, split).limited(limit)
-
+    request = EvalRequest(
+        dataset,
+        split=split,
+        mode=mode,
+        ks=k,
+        limit=limit,
+        rerank_depth=rerank_depth,
+        reranker=reranker,
+        rerank=not no_rerank,
+        answers=not no_answers,
+        extractive=extractive and not no_answers,
+        gates=gates,
+        compare=compare,
+        save=save,
+        trec_run=trec_run,
+    )
     with _Bars() as bars:
-        report = evaluate(prof, eval_set, mode=mode, ks=ks, rerank_depth=rerank_depth, extractive=extractive, events=bars)
-
+        report = run(load_profile(profile), request, events=bars)
     out = report.as_dict()
-    if old is not None:
-        out["compare"] = _compare(old, out, str(compare))
-    failures = failed_gates(parsed_gates, report.stage_metrics())
-    out["gates"] = {"checked": [str(g) for g in parsed_gates], "failed": failures}
-    if save:
-        save_run(save, report.as_dict(per_query=True))
-    if trec_run:
-        tag = f"rag-{report.config['mode']}" + ("-rerank" if report.final_stage == "rerank" else "")
-        write_trec_run(trec_run, report.stages[report.final_stage].runs, tag)
     if as_json:
         emit_json(out)
     else:
         _render(out)
-    if failures:
-        for line in failures:
-            sys.stderr.write(line + "\n")
+    for line in report.failures:
+        sys.stderr.write(line + "\n")
+    if report.failures:
         raise typer.Exit(1)
-
-
-def _compare(old: dict[str, Any], new: dict[str, Any], path: str) -> dict[str, Any]:
-    from rag.metrics import compare_metrics
-
-    stages: dict[str, Any] = {}
-    for name, stage in new["stages"].items():
-        before = old["stages"].get(name)
-        if before is None:
-            continue
-        rows = compare_metrics(before["metrics"], stage["metrics"])
-        latency = compare_metrics(before.get("latency_ms", {}), stage["latency_ms"])
-        stages[name] = {"metrics": _deltas(rows, 6), "latency_ms": _deltas(latency, 2)}
-    return {"against": path, "config": old.get("config", {}), "stages": stages}
-
-
-def _deltas(rows: list[Any], digits: int) -> dict[str, Any]:
-    return {d.name: {"old": d.old, "new": d.new, "delta": None if d.change is None else round(d.change, digits)} for d in rows}
 
 
 class _Bars:

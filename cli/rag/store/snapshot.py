@@ -21,6 +21,7 @@ from rag.store.schema import FILE_COLUMNS, FTS_COLUMN, HIT_COLUMNS, hit, sql_in
 
 _RUST_FRAME = re.compile(r",? /\S+\.rs:\d+:\d+")
 _SQL_IN_MAX = 500  # values per IN (...) list
+FLAT_MAX_ROWS = 250_000  # up to here dense search is one matrix product in memory (384 dims: ~370 MB at the limit)
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Snapshot:
         self.dataset = dataset
         self.root = root
         self._has_fts: bool | None = None
+        self._vectors: np.ndarray | None = None
 
     @property
     def version(self) -> int:
@@ -81,14 +83,58 @@ class Snapshot:
 
     def nearest(self, vector: list[float], k: int, where: str | None = None) -> list[Hit]:
         """The ``k`` chunks closest to ``vector`` by cosine, best first; ``scores["dense"]`` is the cosine."""
-        if len(vector) != self.vector_size:
+        return self.nearest_many(np.asarray([vector], dtype=np.float32), k, where)[0]
+
+    def nearest_many(self, vectors: np.ndarray, k: int, where: str | None = None) -> list[list[Hit]]:
+        """:meth:`nearest` for each row of ``vectors``.
+
+        Without a filter, a table small enough for memory is searched exactly by one matrix product over its
+        vectors, loaded once per snapshot: no table scan per query. With a filter, or past
+        :data:`FLAT_MAX_ROWS`, each query is a Lance search (prefiltered).
+        """
+        if vectors.shape[1] != self.vector_size:
             raise StoreError(
-                f"the query vector has {len(vector)} dimensions but the index at {self.root} holds {self.vector_size}; "
+                f"the query vector has {vectors.shape[1]} dimensions but the index at {self.root} holds {self.vector_size}; "
                 "did the model behind it change? Re-index with: rag index --rebuild PATH"
             )
-        nearest = {"column": "vector", "q": vector, "k": k, "metric": "cosine"}
+        if where or self.count() > FLAT_MAX_ROWS:
+            return [self._lance_nearest(v, k, where) for v in vectors]
+        matrix = self._matrix()
+        if not len(matrix):
+            return [[] for _ in vectors]
+        queries = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+        scores = queries @ matrix.T
+        k = min(k, len(matrix))
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        out = []
+        for row, candidates in zip(scores, top, strict=True):
+            order = candidates[np.argsort(-row[candidates], kind="stable")]
+            rows = self._take(order.tolist())
+            out.append([hit(r, "dense", rank, float(row[i])) for rank, (i, r) in enumerate(zip(order, rows, strict=True), start=1)])
+        return out
+
+    def _lance_nearest(self, vector: np.ndarray, k: int, where: str | None) -> list[Hit]:
+        nearest = {"column": "vector", "q": vector.tolist(), "k": k, "metric": "cosine"}
         rows = self._read(HIT_COLUMNS, where, nearest=nearest)
         return [hit(r, "dense", rank, 1.0 - float(r["_distance"])) for rank, r in enumerate(rows, start=1)]
+
+    def _matrix(self) -> np.ndarray:
+        """Every vector of this version, L2-normalised, in scan order (row i is offset i for :meth:`_take`)."""
+        if self._vectors is None:
+            try:
+                column = self.dataset.to_table(columns=["vector"]).column("vector").combine_chunks()
+            except (OSError, ValueError) as exc:
+                raise damaged(self.root, exc) from exc
+            flat = column.values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+            matrix = flat.reshape(len(column), self.vector_size)
+            self._vectors = matrix / np.clip(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12, None)
+        return self._vectors
+
+    def _take(self, offsets: list[int]) -> list[dict[str, Any]]:
+        try:
+            return list(self.dataset.take(offsets, columns=HIT_COLUMNS).to_pylist())
+        except (OSError, ValueError) as exc:
+            raise damaged(self.root, exc) from exc
 
     def full_text(self, query: str, k: int, where: str | None = None) -> list[Hit]:
         """The ``k`` best BM25 matches, best first; ``scores["fts"]`` is the BM25 score."""
