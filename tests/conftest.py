@@ -38,6 +38,15 @@ def serve_in_thread(app: Any) -> Iterator[str]:
         sock.close()
 
 
+@pytest.fixture(autouse=True)
+def _fenced_lookup(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """rag looks for .rag and rag.yaml up from the current folder: a stray one above the tmp dirs
+    (say /tmp/rag.yaml) must not reach the tests, nor a RAG_STORE or RAG_PROFILE from the caller's shell."""
+    monkeypatch.setenv("RAG_CEILING_DIRECTORIES", str(tmp_path_factory.getbasetemp()))
+    monkeypatch.delenv("RAG_STORE", raising=False)
+    monkeypatch.delenv("RAG_PROFILE", raising=False)
+
+
 @pytest.fixture
 def serve() -> Iterator[Callable[[Any], str]]:
     """``url = serve(app)``: each app is stopped when the test ends."""

@@ -8,7 +8,7 @@ import pytest
 from tests.clirun import rag, write
 
 from rag.errors import ConfigError
-from rag.profile import Profile, load_profile, parse_profile
+from rag.profile import META_FIELDS, Profile, load_profile, parse_profile
 
 
 def test_builtin_default_is_offline() -> None:
@@ -89,7 +89,7 @@ def test_example_profile_is_valid_and_documents_every_key() -> None:
     parse_profile(example, "rag.yaml.example")
     p = Profile()
     for section in dataclasses.fields(p):
-        if section.name in ("source", "base_dir", "lines", "providers"):
+        if section.name in (*META_FIELDS, "providers"):
             continue
         assert f"\n{section.name}:" in "\n" + example, section.name
         for key in dataclasses.fields(getattr(p, section.name)):

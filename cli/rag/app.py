@@ -15,6 +15,7 @@ import typer
 
 from rag import __version__
 from rag.commands import register
+from rag.profile import STORE_ENV
 
 app = typer.Typer(
     name="rag",
@@ -36,7 +37,12 @@ def _version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every provider attempt (debug level) on stderr."),
+    store: str | None = typer.Option(
+        None, "--store", envvar=STORE_ENV, metavar="PATH", help="The index folder (default: the nearest .rag from here up, else ./.rag)."
+    ),
 ) -> None:
+    if store:  # the profile reads it from the environment, so every command (and the library) agrees
+        os.environ[STORE_ENV] = store
     level = logging.DEBUG if verbose or os.environ.get("RAG_DEBUG") else logging.WARNING
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     # Our own debug lines name stage, model, status and latency; the transport's are noise (and may echo headers).

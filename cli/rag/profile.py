@@ -1,9 +1,11 @@
 """The YAML profile: lookup, ``${VAR}`` interpolation and strict validation.
 
-Lookup order: ``--profile PATH``, ``$RAG_PROFILE``, ``./rag.yaml``, then the
-built-in embedded default. Every validation error names the key, the file and
-the line. Unknown keys are errors: a typo must not silently fall back to a
-default.
+Lookup order: ``--profile PATH``, ``$RAG_PROFILE``, the ``rag.yaml`` of the
+project folder (see :func:`find_project`), then the built-in embedded default.
+Every validation error names the key, the file and the line. Unknown keys are
+errors: a typo must not silently fall back to a default.
+
+Where the index lives is decided in one place, :attr:`Profile.store_path`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ from rag.errors import ConfigError
 
 PROVIDER_KINDS = ("local", "openai", "cohere", "jina", "vllm", "infinity", "tei")
 RETRIEVAL_MODES = ("hybrid", "dense", "fts")
+PROFILE_NAME = "rag.yaml"
+STORE_DIR = ".rag"
+STORE_ENV = "RAG_STORE"  # also set by the root option --store
+# Folders the walk up never enters, os.pathsep-separated, as GIT_CEILING_DIRECTORIES (the tests fence in their tmp dirs).
+CEILING_ENV = "RAG_CEILING_DIRECTORIES"
 
 
 @dataclass
@@ -65,7 +72,7 @@ class SourcesConfig:
 
 @dataclass
 class StoreConfig:
-    uri: str = ".rag"
+    uri: str = STORE_DIR
     table: str = "chunks"
     lock_timeout: float = 300.0
     commit_chunks: int = 512
@@ -127,6 +134,10 @@ class HttpConfig:
     breaker_cooldown: float = 30.0
 
 
+# Profile fields that say where it came from and where it applies, not keys of the YAML.
+META_FIELDS = ("source", "base_dir", "lines", "store_override", "home")
+
+
 @dataclass
 class Profile:
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
@@ -145,6 +156,9 @@ class Profile:
     source: str = "<built-in default>"
     base_dir: Path = field(default_factory=Path.cwd)
     lines: dict[str, int] = field(default_factory=dict, repr=False)
+    # Set by load_profile: --store / $RAG_STORE, and the folder whose .rag is the index when nothing names one.
+    store_override: Path | None = None
+    home: Path | None = None
 
     def where(self, dotted: str) -> str:
         """``file:line`` of a key, for messages about values that passed parsing."""
@@ -157,7 +171,14 @@ class Profile:
 
     @property
     def store_path(self) -> Path:
-        return self.resolve_path(self.store.uri)
+        """Where the index lives; every reader and writer asks here. The first that applies:
+        --store / $RAG_STORE; the profile's own store.uri (relative to the profile's folder); the
+        project folder found walking up (``home``); else store.uri against ``base_dir``."""
+        if self.store_override is not None:
+            return self.store_override
+        if "store.uri" in self.lines or self.home is None:
+            return self.resolve_path(self.store.uri)
+        return self.home / self.store.uri
 
 
 BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
@@ -195,7 +216,31 @@ def provider_config(profile: Profile, name: str) -> ProviderConfig:
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def find_profile(explicit: str | None) -> Path | None:
+def find_project(start: Path) -> Path | None:
+    """The nearest folder, from ``start`` upwards, holding ``.rag`` or ``rag.yaml``, as git finds ``.git``.
+
+    Like nested git repositories, the nearest wins: a subfolder with its own
+    index is its own project. The walk never enters a folder named in
+    $RAG_CEILING_DIRECTORIES.
+    """
+    ceilings = {Path(p).absolute() for p in os.environ.get(CEILING_ENV, "").split(os.pathsep) if p}
+    folder = start.absolute()
+    while True:
+        if _holds(folder, STORE_DIR, dir_=True) or _holds(folder, PROFILE_NAME, dir_=False):
+            return folder
+        if folder.parent == folder or folder.parent in ceilings:
+            return None
+        folder = folder.parent
+
+
+def _holds(folder: Path, name: str, *, dir_: bool) -> bool:
+    try:
+        return (folder / name).is_dir() if dir_ else (folder / name).is_file()
+    except OSError:  # an ancestor we may not look into holds nothing for us
+        return False
+
+
+def find_profile(explicit: str | None, project: Path | None = None) -> Path | None:
     if explicit:
         path = Path(explicit)
         if not path.is_file():
@@ -207,19 +252,32 @@ def find_profile(explicit: str | None) -> Path | None:
         if not path.is_file():
             raise ConfigError(f"RAG_PROFILE points to {env}, which does not exist; fix or unset RAG_PROFILE")
         return path
-    local = Path("rag.yaml")
-    return local if local.is_file() else None
+    if project is None or not (project / PROFILE_NAME).is_file():
+        return None
+    # Named as the user would type it from here: rag.yaml, ../../rag.yaml
+    return Path(os.path.relpath(project / PROFILE_NAME))
+
+
+def store_override() -> Path | None:
+    """--store / $RAG_STORE, relative to the current folder."""
+    value = os.environ.get(STORE_ENV)
+    return Path(os.path.expanduser(value)).absolute() if value else None
 
 
 def load_profile(explicit: str | None = None) -> Profile:
-    path = find_profile(explicit)
+    project = find_project(Path.cwd())
+    path = find_profile(explicit, project)
     if path is None:
-        return Profile()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read profile {path}: {exc}") from exc
-    return parse_profile(text, str(path), base_dir=path.resolve().parent)
+        profile = Profile()
+    else:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read profile {path}: {exc}") from exc
+        profile = parse_profile(text, str(path), base_dir=path.resolve().parent)
+    profile.store_override = store_override()
+    profile.home = project or Path.cwd()
+    return profile
 
 
 def parse_profile(text: str, source: str = "<string>", base_dir: Path | None = None) -> Profile:
@@ -250,7 +308,7 @@ def _where(node: Any, source: str) -> str:
 def _fill(obj: Any, node: Any, prefix: str, source: str, lines: dict[str, int]) -> None:
     import yaml
 
-    names = {f.name: f for f in dataclasses.fields(obj) if f.name not in ("source", "base_dir", "lines")}
+    names = {f.name: f for f in dataclasses.fields(obj) if f.name not in META_FIELDS}
     hints = typing.get_type_hints(type(obj))
     for key_node, value_node in node.value:
         key = key_node.value

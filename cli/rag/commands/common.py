@@ -6,12 +6,13 @@ import json
 import sys
 from typing import Any, NoReturn
 
-import click
 import typer
 
 from rag.errors import Interrupted, RagError
 
-ProfileOption = typer.Option(None, "--profile", "-p", help="Profile YAML (default: $RAG_PROFILE, then ./rag.yaml, then built-in).")
+ProfileOption = typer.Option(
+    None, "--profile", "-p", help="Profile YAML (default: $RAG_PROFILE, then the nearest rag.yaml from here up, then built-in)."
+)
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on stdout instead of a table.")
 
 
@@ -34,26 +35,30 @@ def warn(message: str) -> None:
     sys.stderr.flush()
 
 
-def run_app(app: typer.Typer, args: list[str] | None = None) -> None:
+INTERRUPTED = "interrupted; the index is consistent, re-run the same command to finish"
+
+
+def run_app(app: typer.Typer, args: list[str] | None = None) -> NoReturn:
     """Run the app; expected errors become one stderr line and an exit code.
 
-    standalone_mode=False so that Ctrl-C reaches us (click would print
-    'Aborted!' and exit 1) and exits 130 with a message that says what to do.
+    Typer runs in its standalone mode, the public contract: usage errors are its
+    own few lines (usage, the error, "Did you mean ...") and exit 2, whatever
+    copy of click it carries inside. Typer 0.29 vendors click as ``typer._click``,
+    so catching the ``click`` package's exceptions here stopped matching.
+    What is ours: a RagError (one line, its exit code) and Ctrl-C, which typer
+    turns into a silent exit 130 and which we explain.
     """
     try:
-        result = app(args=args, standalone_mode=False)
+        app(args=args, prog_name="rag", standalone_mode=True)
     except RagError as err:
         fail(err)
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        fail(Interrupted("interrupted; the index is consistent, re-run the same command to finish"))
-    except click.exceptions.Exit as exc:
-        raise SystemExit(exc.exit_code) from None
-    except click.ClickException as exc:
-        exc.show()
-        raise SystemExit(exc.exit_code) from None
-    except BrokenPipeError:
+    except KeyboardInterrupt:  # outside typer's own handling, e.g. while the command is being built
+        fail(Interrupted(INTERRUPTED))
+    except SystemExit as exc:
+        if exc.code == Interrupted.exit_code:
+            fail(Interrupted(INTERRUPTED))
+        raise
+    except BrokenPipeError:  # the reader went away (rag query x | head -1): nothing left to say
         sys.stderr.close()
         raise SystemExit(1) from None
-    if result == Interrupted.exit_code:  # typer turns Ctrl-C into a silent Exit(130)
-        fail(Interrupted("interrupted; the index is consistent, re-run the same command to finish"))
-    raise SystemExit(result if isinstance(result, int) else 0)
+    raise SystemExit(0)  # standalone mode always exits; kept for the type checker
