@@ -134,3 +134,14 @@ def test_ctrl_c_while_querying_exits_130_with_one_line(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert err == "error: interrupted; the index is consistent, re-run the same command to finish\n"
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    """CI installs what a new user gets (newest releases within the ranges), with the README's exact command."""
+    from tests.clirun import REPO
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8").rstrip("\n").splitlines()
+    assert ci[-2] == "# The README's test command:"
+    assert f"```sh\n{ci[-1]}\n```" in readme
+    assert ci[-1].startswith("python3 -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev]' && ")

@@ -38,7 +38,11 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every provider attempt (debug level) on stderr."),
     store: str | None = typer.Option(
-        None, "--store", envvar=STORE_ENV, metavar="PATH", help="The index folder (default: the nearest .rag from here up, else ./.rag)."
+        None,
+        "--store",
+        envvar=STORE_ENV,
+        metavar="PATH",
+        help="The index folder (default: the profile's store.uri, else the nearest .rag from here up, else ./.rag).",
     ),
 ) -> None:
     if store:  # the profile reads it from the environment, so every command (and the library) agrees

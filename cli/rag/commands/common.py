@@ -11,7 +11,7 @@ import typer
 from rag.errors import Interrupted, RagError
 
 ProfileOption = typer.Option(
-    None, "--profile", "-p", help="Profile YAML (default: $RAG_PROFILE, then the nearest rag.yaml from here up, then built-in)."
+    None, "--profile", "-p", help="Profile YAML (default: $RAG_PROFILE, then the project's rag.yaml, then built-in)."
 )
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on stdout instead of a table.")
 
