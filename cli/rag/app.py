@@ -27,6 +27,11 @@ app = typer.Typer(
 )
 
 
+class _Plain(logging.Formatter):
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"rag {__version__}")
@@ -47,8 +52,11 @@ def _root(
 ) -> None:
     if store:  # the profile reads it from the environment, so every command (and the library) agrees
         os.environ[STORE_ENV] = store
-    level = logging.DEBUG if verbose or os.environ.get("RAG_DEBUG") else logging.WARNING
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    debug = bool(verbose or os.environ.get("RAG_DEBUG"))
+    handler = logging.StreamHandler(sys.stderr)
+    # A warning reads like every other line rag writes ("warning: ..."); -v adds the logger's name to each line.
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s") if debug else _Plain())
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler])
     # Our own debug lines name stage, model, status and latency; the transport's are noise (and may echo headers).
     for noisy in ("httpcore", "httpx", "hpack", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
