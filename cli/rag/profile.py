@@ -65,7 +65,8 @@ class ChunkingConfig:
 @dataclass
 class SourcesConfig:
     include: list[str] = field(default_factory=list)
-    exclude: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)  # added to the built-in list (discover.DEFAULT_EXCLUDE)
+    default_exclude: bool = True
     gitignore: bool = True
     max_file_mb: float = 20.0
 

@@ -75,7 +75,7 @@ def command(
 def _answer_on_terminal(asker: Any, question: str, settings: Any) -> AskResult:
     from rich.console import Console
 
-    out, err = Console(), Console(stderr=True)
+    out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)  # soft: no line broken at 80 columns when piped
     extractive = not asker.generative or settings.extractive
     shown: list[str] = []
 
@@ -96,29 +96,26 @@ def _answer_on_terminal(asker: Any, question: str, settings: Any) -> AskResult:
     if result.invalid:
         listed = " ".join(f"[{n}]" for n in result.invalid)
         warn(f"removed citations {listed} from the answer: they name no source that was given (sources are 1-{len(result.sources)})")
-    _sources(out, result)
+    _sources(out, result, asker.profile.retrieval.rrf_k)
     err.print(_footer(result), style="dim", markup=False, highlight=False)
     return result
 
 
-def _sources(console: Console, result: AskResult) -> None:
+def _sources(console: Console, result: AskResult, rrf_k: int) -> None:
+    """One line per file and heading, in rank order, with the score that ordered them (see render.shown_score)."""
     from rich.text import Text
 
-    from rag.render import display_path
+    from rag.render import merge_sources, place, score_text, shown_score
 
     console.print()
     console.print("Sources", style="bold")
-    kind = result.trail.threshold_kind
-    for source in result.sources:
-        hit = source.hit
-        score = hit.scores.get(kind)
-        shown = f"{score:.3f}" if score is not None else f"hybrid {hit.score:.4f}"
-        where = display_path(hit.source) + (f" › {hit.heading or hit.title}" if hit.heading or hit.title else "")
-        line = Text(f"[{source.n}] ", style="bold cyan")
-        line.append(where)
-        line.append(f" ({shown})", style="dim")
-        if source.n not in result.cited:
-            line.stylize("dim")
+    entries = [(s.n, place(s.hit.source, s.hit.heading, s.hit.title), shown_score(s.hit.scores, rrf_k)) for s in result.sources]
+    for entry in merge_sources(entries):
+        line = Text()
+        for n in entry.numbers:
+            line.append(f"[{n}]", style="bold cyan" if n in result.cited else "dim")
+        line.append(" " + entry.where, style="" if any(n in result.cited for n in entry.numbers) else "dim")
+        line.append(f" ({score_text(entry.score)})", style="dim")
         console.print(line, soft_wrap=True)
 
 

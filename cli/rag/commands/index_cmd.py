@@ -2,69 +2,79 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from rag.commands.common import JsonOption, ProfileOption, emit_json, warn
 
+if TYPE_CHECKING:
+    from rich.progress import ProgressColumn, Task
+
 
 def command(
+    ctx: typer.Context,
     paths: list[Path] = typer.Argument(..., help="Files or folders to index."),
     profile: str | None = ProfileOption,
     json_out: bool = JsonOption,
     rebuild: bool = typer.Option(False, "--rebuild", help="Drop the index and build it again (e.g. after changing the embedding model)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="List every skipped file with its reason."),
 ) -> None:
     """Chunk local files, embed them in batches and store them in LanceDB (incremental)."""
     from rag.indexer import index_paths
     from rag.profile import load_profile
 
+    verbose = verbose or bool(ctx.find_root().params.get("verbose"))  # rag -v index ... works as well
     prof = load_profile(profile)
     show_bar = not json_out and sys.stderr.isatty()
     with _ProgressEvents(show_bar) as events:
         report = index_paths(prof, paths, rebuild=rebuild, events=events)
+    _report_skips(report.skipped, verbose)
     if json_out:
         emit_json(report.as_dict())
         return
-    from rich.console import Console
+    from rag.render import index_summary
 
-    console = Console(stderr=False)
-    console.print(
-        f"[bold]indexed[/bold] {report.files_indexed} files ({report.files_unchanged} unchanged, {report.files_skipped} skipped, "
-        f"{report.files_deleted} deleted) · chunks +{report.chunks_added} −{report.chunks_removed} = {report.chunks_total} · "
-        f"{report.embedding_calls} embedding calls ({report.cache_hits} cache hits) · {report.seconds:.1f} s"
-        + (f" · {report.embedded_texts / report.seconds:.1f} chunks/s" if report.embedded_texts and report.seconds else "")
-    )
+    sys.stdout.write(index_summary(report.as_dict()) + "\n")  # plain: never wrapped at 80 columns when piped
+
+
+def _report_skips(skipped: list[dict[str, Any]], verbose: bool) -> None:
+    """One line for the run's skipped files on stderr (when some are new); with -v, every one of them under it."""
+    from rag.render import display_path, skip_summary
+
+    if verbose and skipped:
+        sys.stderr.write((skip_summary([{**s, "new": True} for s in skipped], hint="") or "").rstrip("; ") + "\n")
+        if len(skipped) > 1:
+            sys.stderr.write("".join(f"  {display_path(s['path'])}: {s['reason']}\n" for s in skipped))
+        return
+    line = skip_summary(skipped, hint="rag index -v lists them")
+    if line:
+        warn(line)
 
 
 class _ProgressEvents:
-    """Renders indexer events: a rich progress bar on a terminal, plain warnings otherwise."""
+    """Renders indexer events: a progress line on a terminal; warnings as they come; skips gathered for one summary."""
 
     def __init__(self, show_bar: bool) -> None:
         from rich.progress import Progress, TaskID
 
         self.progress: Progress | None = None
         self.task: TaskID | None = None
-        self.chunks = 0
+        self.files = self.chunks = self.chunks_at_files = 0
+        self.files_total = 0
         if show_bar:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import BarColumn
 
+            console = Console(stderr=True)
             self.progress = Progress(
-                TextColumn("[bold]indexing"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("files · {task.fields[chunks]} chunks · {task.fields[rate]} chunks/s"),
-                TimeElapsedColumn(),
-                TextColumn("eta"),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-                transient=True,
+                BarColumn(bar_width=max(10, min(40, console.width - 60))), _status_column(), console=console, transient=True
             )
 
     def __enter__(self) -> _ProgressEvents:
         if self.progress is not None:
             self.progress.start()
-            self.task = self.progress.add_task("index", total=None, chunks=0, rate="-")
+            self.task = self.progress.add_task("index", total=None, files=0, chunks=0, files_total=0, chunks_at_files=0)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -72,21 +82,60 @@ class _ProgressEvents:
             self.progress.stop()
 
     def total(self, files: int) -> None:
-        if self.progress is not None and self.task is not None:
-            self.progress.update(self.task, total=files)
+        self.files_total = files
+        self._update()
 
     def advance(self, files: int = 0, chunks: int = 0) -> None:
         self.chunks += chunks
-        if self.progress is not None and self.task is not None:
-            elapsed = self.progress.tasks[0].elapsed or 0.0
-            rate = f"{self.chunks / elapsed:.1f}" if elapsed > 0 else "-"
-            self.progress.update(self.task, advance=files, chunks=self.chunks, rate=rate)
+        if files:
+            self.files += files
+            self.chunks_at_files = self.chunks
+        self._update()
+
+    def _update(self) -> None:
+        if self.progress is None or self.task is None:
+            return
+        from rag.render import files_done
+
+        done = files_done(self.files, self.chunks, self.chunks_at_files, self.files_total)
+        self.progress.update(
+            self.task,
+            total=self.files_total or None,
+            completed=done,
+            files=self.files,
+            chunks=self.chunks,
+            files_total=self.files_total,
+        )
 
     def skipped(self, path: str, reason: str, kind: str) -> None:
-        self.warn(f"skipped {path}: {reason}")
+        """Summarised once the run ends (from the report), not one warning per file."""
 
     def warn(self, message: str) -> None:
         if self.progress is not None:
-            self.progress.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+            self.progress.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
         else:
             warn(message)
+
+
+def _status_column() -> ProgressColumn:
+    """``12/466 files · 1,024 chunks · 21.3 chunks/s · 0:42 left``, worked out when drawn so the ETA ticks."""
+    from rich.progress import ProgressColumn
+    from rich.table import Column
+    from rich.text import Text
+
+    from rag.render import duration, eta
+
+    class Status(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            fields = task.fields
+            elapsed = task.elapsed or 0.0
+            total = fields.get("files_total", 0)
+            parts = [f"{fields.get('files', 0):,}/{total:,} files" if total else "finding files"]
+            chunks = fields.get("chunks", 0)
+            if chunks:
+                parts.append(f"{chunks:,} chunks" + (f" · {chunks / elapsed:.1f} chunks/s" if elapsed > 0 else ""))
+            left = eta(task.completed, total, elapsed)
+            parts.append(f"{duration(left)} left" if left is not None else f"{duration(elapsed)} so far")
+            return Text(" · ".join(parts), no_wrap=True, overflow="ellipsis")
+
+    return Status(table_column=Column(no_wrap=True))

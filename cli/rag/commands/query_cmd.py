@@ -2,10 +2,14 @@ from __future__ import annotations
 
 import io
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 
 from rag.commands.common import JsonOption, ProfileOption, emit_json
+
+if TYPE_CHECKING:
+    from rag.documents import Hit
 
 
 def command(
@@ -47,16 +51,27 @@ def command(
     if json_out:
         emit_json({"query": query, "mode": mode or prof.retrieval.mode, "hits": [h.as_dict() for h in hits]})
         return
+    _print_hits(hits, mode or prof.retrieval.mode, query, prof.retrieval.rrf_k)
+
+
+def _print_hits(hits: list[Hit], mode: str, query: str, rrf_k: int) -> None:
+    """Rank, score and place on one line, a snippet under it: no column ever breaks a path at 80 columns."""
     from rich.console import Console
-    from rich.table import Table
 
-    from rag.render import display_path, snippet
+    from rag.render import SCORE_LEGEND, hit_lines, place, score_kind, score_text, shown_score
 
-    table = Table(title=f"{mode or prof.retrieval.mode} · {query}", title_justify="left")
-    for name in ("#", "score", "source", "heading", "snippet"):
-        table.add_column(name, overflow="fold")
-    for rank, hit in enumerate(hits, start=1):
-        table.add_row(str(rank), f"{hit.score:.4f}", display_path(hit.source), hit.heading, snippet(hit.text))
-    Console().print(table)
+    out, err = Console(highlight=False, soft_wrap=True), Console(stderr=True, highlight=False, soft_wrap=True)
     if not hits:
-        Console(stderr=True).print("no hits")
+        err.print(f"no hits for {query!r} ({mode})", markup=False)
+        return
+    out.print(f"{mode} · {query}", style="bold", markup=False, soft_wrap=True)
+    for rank, hit in enumerate(hits, start=1):
+        first, second = hit_lines(
+            rank, score_text(shown_score(hit.scores, rrf_k)), place(hit.source, hit.heading, hit.title), hit.text, out.width
+        )
+        out.print(first, markup=False, soft_wrap=True)
+        if second:
+            out.print(second, style="dim", markup=False, soft_wrap=True)
+    kind = score_kind(hits[0].scores)
+    legend = SCORE_LEGEND[kind] + ("; --json has each retriever's score and rank" if kind == "hybrid" else "")
+    err.print(legend, style="dim", markup=False, soft_wrap=True)

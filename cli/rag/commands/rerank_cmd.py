@@ -46,19 +46,19 @@ def command(
 
 
 def _table(answer: dict[str, Any], ids: list[str | None], texts: list[str]) -> None:
+    """Rank, score and document on one line, a snippet under it (fits 80 columns; names are never cut)."""
     from rich.console import Console
-    from rich.table import Table
 
-    usage = answer["usage"]
-    caption = f"{answer['model']} · {usage['input_tokens']} tokens · {answer['extra_fields']['latency']:.2f}s"
-    table = Table(caption=caption, show_lines=False)
-    table.add_column("#", justify="right")
-    table.add_column("score", justify="right")
-    table.add_column("index", justify="right")
-    table.add_column("document")
-    table.add_column("text", overflow="ellipsis", no_wrap=True, max_width=80)
+    from rag.render import display_path, hit_lines, score_text
+
+    out, err = Console(highlight=False, soft_wrap=True), Console(stderr=True, highlight=False, soft_wrap=True)
     for rank, item in enumerate(answer["results"], 1):
         index = item["index"]
-        snippet = " ".join(texts[index].split())
-        table.add_row(str(rank), f"{item['relevance_score']:.4f}", str(index), ids[index] or "", snippet)
-    Console().print(table)
+        name = display_path(ids[index]) if ids[index] else f"document {index}"
+        first, second = hit_lines(rank, score_text(item["relevance_score"]), name, texts[index], out.width)
+        out.print(first, markup=False, soft_wrap=True)
+        if second:
+            out.print(second, style="dim", markup=False, soft_wrap=True)
+    usage = answer["usage"]
+    footer = f"{answer['model']} · {usage['input_tokens']:,} tokens · {answer['extra_fields']['latency']:.2f} s"
+    err.print(footer, style="dim", markup=False, soft_wrap=True)

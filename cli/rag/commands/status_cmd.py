@@ -22,14 +22,19 @@ def command(
 
     from rag.render import display_path
 
-    console = Console()
-    emb = info["embedding"]
-    console.print(f"[bold]index[/bold]      {info['store']} (table {info['table']}, version {info['version']})")
-    console.print(f"[bold]chunks[/bold]     {info['chunks']} from {info['sources']} sources")
-    console.print(f"[bold]embedding[/bold]  {emb.get('model')} {emb.get('version')} · {emb.get('dimensions')} dims")
-    ch = info["chunking"]
-    console.print(f"[bold]chunking[/bold]   {ch.get('max_tokens')} tokens, overlap {ch.get('overlap')}, {ch.get('encoding')}")
-    console.print(f"[bold]full-text[/bold]  {'current' if info['fts_current'] else 'stale: run rag index again'}")
+    console = Console(highlight=False, soft_wrap=True)  # soft: a long path is never broken at 80 columns
+    emb, ch = info["embedding"], info["chunking"]
+    rows = [
+        ("index", f"{display_path(info['store'])} (table {info['table']}, version {info['version']})"),
+        ("chunks", f"{info['chunks']:,} from {info['sources']:,} sources"),
+        ("embedding", f"{emb.get('model')} {emb.get('version')} · {emb.get('dimensions')} dims"),
+        ("chunking", f"{ch.get('max_tokens')} tokens, overlap {ch.get('overlap')}, {ch.get('encoding')}"),
+        ("full-text", "current" if info["fts_current"] else "stale: run rag index again"),
+    ]
+    for label, value in rows:
+        console.print(f"{label:<11}", style="bold", end="", markup=False)
+        console.print(value, markup=False)
     if files:
+        width = max((len(f"{f['chunks']:,}") for f in info["files"]), default=1)
         for f in info["files"]:
-            console.print(f"  {f['chunks']:>5}  {display_path(f['source'])}")
+            console.print(f"  {f['chunks']:>{width},}  {display_path(f['source'])}", markup=False)
