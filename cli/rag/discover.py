@@ -27,7 +27,7 @@ from rag.profile import SourcesConfig
 DEFAULT_EXCLUDE: tuple[str, ...] = (
     # pictures, fonts, media, archives and compiled files: binary, or (SVG) path data
     *("*.svg", "*.png", "*.jpg", "*.jpeg", "*.gif", "*.bmp", "*.tif", "*.tiff", "*.webp", "*.ico", "*.icns"),
-    *("*.psd", "*.xcf", "*.afdesign", "*.afphoto", "*.sketch", "*.woff", "*.woff2", "*.ttf", "*.otf", "*.eot"),
+    *("*.psd", "*.xcf", "*.afdesign", "*.afphoto", "*.sketch", "*.odg", "*.woff", "*.woff2", "*.ttf", "*.otf", "*.eot"),
     *("*.mp3", "*.mp4", "*.m4a", "*.wav", "*.ogg", "*.flac", "*.mov", "*.avi", "*.mkv", "*.webm"),
     *("*.zip", "*.tar", "*.gz", "*.tgz", "*.bz2", "*.xz", "*.zst", "*.7z", "*.rar", "*.jar", "*.whl", "*.egg"),
     *("*.pyc", "*.pyo", "*.so", "*.dylib", "*.dll", "*.exe", "*.o", "*.a", "*.class"),

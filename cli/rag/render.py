@@ -92,7 +92,7 @@ def skip_summary(skipped: Iterable[Mapping[str, Any]], hint: str = "-v lists the
     if len(items) == 1:
         return f"skipped {display_path(items[0]['path'])}: {items[0]['reason']}"
     kinds = Counter(str(s.get("kind") or "unreadable") for s in items)
-    listed = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
+    listed = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])))
     fresh = f" ({len(new)} new)" if len(new) < len(items) else ""
     return f"skipped {len(items)} files{fresh}: {listed}; {hint}"
 
@@ -125,7 +125,7 @@ def index_summary(report: Mapping[str, Any]) -> str:
 
 SCORE_LEGEND = {
     "rerank": "score: the reranker's relevance",
-    "hybrid": "score: dense and full-text ranks fused; 1.00 = ranked first by both, 0.50 = first by one only",
+    "hybrid": "score: fused ranks, 1.00 = first by dense and by full text; --json has each",
     "dense": "score: cosine similarity to the query",
     "fts": "score: BM25 full-text relevance (comparable within one query only)",
 }

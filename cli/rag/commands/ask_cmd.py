@@ -75,7 +75,8 @@ def command(
 def _answer_on_terminal(asker: Any, question: str, settings: Any) -> AskResult:
     from rich.console import Console
 
-    out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)  # soft: no line broken at 80 columns when piped
+    out, err = Console(), Console(stderr=True)
+    out.soft_wrap, err.soft_wrap = not out.is_terminal, not err.is_terminal  # piped: no line is broken at 80 columns
     extractive = not asker.generative or settings.extractive
     shown: list[str] = []
 

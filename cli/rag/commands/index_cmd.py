@@ -9,6 +9,7 @@ import typer
 from rag.commands.common import JsonOption, ProfileOption, emit_json, warn
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.progress import ProgressColumn, Task
 
 
@@ -55,7 +56,7 @@ def _report_skips(skipped: list[dict[str, Any]], verbose: bool) -> None:
 class _ProgressEvents:
     """Renders indexer events: a progress line on a terminal; warnings as they come; skips gathered for one summary."""
 
-    def __init__(self, show_bar: bool) -> None:
+    def __init__(self, show_bar: bool, console: Console | None = None) -> None:
         from rich.progress import Progress, TaskID
 
         self.progress: Progress | None = None
@@ -66,9 +67,9 @@ class _ProgressEvents:
             from rich.console import Console
             from rich.progress import BarColumn
 
-            console = Console(stderr=True)
+            console = console or Console(stderr=True)
             self.progress = Progress(
-                BarColumn(bar_width=max(10, min(40, console.width - 60))), _status_column(), console=console, transient=True
+                BarColumn(bar_width=max(10, min(40, console.width - 62))), _status_column(), console=console, transient=True
             )
 
     def __enter__(self) -> _ProgressEvents:
@@ -112,7 +113,9 @@ class _ProgressEvents:
 
     def warn(self, message: str) -> None:
         if self.progress is not None:
-            self.progress.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
+            from rich.text import Text
+
+            self.progress.console.print(Text.assemble(("warning:", "yellow"), " ", message))  # a path may hold [brackets]
         else:
             warn(message)
 

@@ -72,6 +72,4 @@ def _print_hits(hits: list[Hit], mode: str, query: str, rrf_k: int) -> None:
         out.print(first, markup=False, soft_wrap=True)
         if second:
             out.print(second, style="dim", markup=False, soft_wrap=True)
-    kind = score_kind(hits[0].scores)
-    legend = SCORE_LEGEND[kind] + ("; --json has each retriever's score and rank" if kind == "hybrid" else "")
-    err.print(legend, style="dim", markup=False, soft_wrap=True)
+    err.print(SCORE_LEGEND[score_kind(hits[0].scores)], style="dim", markup=False)
