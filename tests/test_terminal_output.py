@@ -232,3 +232,57 @@ def test_sources_merge_one_file_and_heading_and_scores_follow_the_order(tmp_path
     for c in answer["citations"]:
         line = next(s for s in sources if f"[{c['n']}]" in s.split(" ", 1)[0])
         assert os.path.relpath(c["source"], tmp_path) in line
+
+
+# --------------------------------------------------------------------------- the pure rules behind it
+
+
+def test_shown_score_follows_the_stage_that_ordered_the_hits() -> None:
+    from rag.fusion import rrf
+    from rag.render import shown_score
+
+    fused = dict(rrf({"dense": ["a", "b", "c"], "fts": ["a", "c"]}, k=60))
+    assert shown_score({"dense": 0.7, "fts": 9.1, "hybrid": fused["a"]}, 60) == pytest.approx(1.0)  # first for both
+    assert shown_score({"dense": 0.6, "hybrid": fused["b"]}, 60) == pytest.approx(61 / 62 / 2)  # second for one only
+    assert shown_score({"dense": 0.6, "hybrid": fused["b"], "rerank": 0.12}, 60) == 0.12  # reranked: its score
+    assert shown_score({"dense": 0.42}, 60) == 0.42 and shown_score({"fts": 7.5}, 60) == 7.5
+
+
+def test_merge_sources_keeps_rank_order_numbers_and_first_score() -> None:
+    from rag.render import SourceLine, merge_sources
+
+    merged = merge_sources([(1, "a.md › Limits", 0.9), (2, "b.md", 0.8), (3, "a.md › Limits", 0.7), (4, "a.md › Install", 0.6)])
+    assert merged == [SourceLine([1, 3], "a.md › Limits", 0.9), SourceLine([2], "b.md", 0.8), SourceLine([4], "a.md › Install", 0.6)]
+
+
+def test_skip_summary_names_one_counts_many_and_stays_quiet_about_known_ones() -> None:
+    from rag.render import skip_summary
+
+    one = {"path": "/elsewhere/a.bin", "reason": "binary file", "kind": "binary"}
+    many = [one, {**one, "path": "/x/b.bin"}, {"path": "/x/c.txt", "reason": "too big", "kind": "too large"}]
+    assert skip_summary([]) is None
+    assert skip_summary([one]) == "skipped /elsewhere/a.bin: binary file"
+    assert skip_summary(many) == "skipped 3 files: 2 binary, 1 too large; -v lists them"
+    assert (
+        skip_summary([{**s, "new": i == 2} for i, s in enumerate(many)]) == "skipped 3 files (1 new): 2 binary, 1 too large; -v lists them"
+    )
+    assert skip_summary([{**s, "new": False} for s in many]) is None
+
+
+def test_progress_counts_part_of_a_file_and_an_eta_only_with_a_pace() -> None:
+    from rag.render import duration, eta, files_done
+
+    assert files_done(0, 64, 0, 10) == 0  # no file finished: no chunks-per-file rate to go by
+    assert files_done(2, 30, 20, 10) == pytest.approx(3.0)  # 10 chunks a file, 10 more embedded
+    assert files_done(2, 500, 20, 10) < 10  # never reaches the end before the last file is finished
+    assert eta(0, 10, 5.0) is None and eta(5, 10, 20.0) == pytest.approx(20.0)
+    assert [duration(s) for s in (4.4, 75, 3725)] == ["4s", "1:15", "1:02:05"]
+
+
+def test_snippets_leave_out_the_heading_lines_the_place_already_names() -> None:
+    from rag.render import without_headings
+
+    assert without_headings("# Guide\n\n## Limits\n\nFiles over 20 MB.") == "Files over 20 MB."
+    assert without_headings("Notes\n=====\n\nAbout proxies.\n") == "About proxies.\n"
+    assert without_headings("Plain text\nwith two lines") == "Plain text\nwith two lines"
+    assert without_headings("## Only a heading") == "## Only a heading"
