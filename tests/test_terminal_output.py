@@ -126,13 +126,15 @@ def test_skipped_files_are_one_line_and_verbose_lists_them(tmp_path: Path) -> No
         listed = rag(*args, cwd=tmp_path).err.splitlines()
         assert listed[0] == "skipped 3 files: 1 binary, 1 minified, 1 too large"
         assert sorted(listed[1:4]) == [
-            "  docs/bundle.js: looks minified (lines of 11,100+ characters, 5% whitespace); add '!bundle.js' to sources.exclude to index it",
+            "  docs/bundle.js: looks minified (lines of 8,192+ characters, 8% whitespace); add '!bundle.js' to sources.exclude to index it",
             "  docs/huge.txt: 1.4 MB is over sources.max_file_mb (1 MB)",
             "  docs/report.docx: binary file",
         ]
 
     write(tmp_path / "docs" / "scan.pdf.bin", b"\x00\x01" * 10)  # one new skip: named outright
-    assert rag("index", "docs", cwd=tmp_path).err.splitlines() == ["warning: skipped docs/scan.pdf.bin: binary file"]
+    assert rag("index", "docs", cwd=tmp_path).err.splitlines() == [
+        "warning: skipped docs/scan.pdf.bin: binary file (3 more as before; rag index -v lists them)"
+    ]
 
 
 # --------------------------------------------------------------------------- 3. progress
@@ -191,7 +193,7 @@ def test_query_and_rerank_fit_the_width_without_breaking_paths(tmp_path: Path, c
         assert scores == sorted(scores, reverse=True)  # the score follows the order
     hybrid = rag("query", "size limits for files", cwd=tmp_path, env=env)
     assert float(places(hybrid.out)[0].split()[1]) > 0.5  # fused, scaled: 1.00 = first for both retrievers
-    assert "1.00 = ranked first by both" in hybrid.err
+    assert "1.00 = first by dense and by full text" in hybrid.err
 
     result = rag("rerank", "proxy headers", "docs/guide.md", DEEP, cwd=tmp_path, env=env)
     assert result.code == 0, result.err
@@ -263,8 +265,9 @@ def test_skip_summary_names_one_counts_many_and_stays_quiet_about_known_ones() -
     assert skip_summary([]) is None
     assert skip_summary([one]) == "skipped /elsewhere/a.bin: binary file"
     assert skip_summary(many) == "skipped 3 files: 2 binary, 1 too large; -v lists them"
+    assert skip_summary([{**s, "new": i == 2} for i, s in enumerate(many)]) == "skipped /x/c.txt: too big (2 more as before; -v lists them)"
     assert (
-        skip_summary([{**s, "new": i == 2} for i, s in enumerate(many)]) == "skipped 3 files (1 new): 2 binary, 1 too large; -v lists them"
+        skip_summary([{**s, "new": i > 0} for i, s in enumerate(many)]) == "skipped 3 files (2 new): 2 binary, 1 too large; -v lists them"
     )
     assert skip_summary([{**s, "new": False} for s in many]) is None
 

@@ -42,7 +42,7 @@ class Events(Protocol):
 
     ``total``: files that will be read this run. ``advance``: work done, as it is done (chunks per
     embedding batch, files as each is finished). ``skipped``: a file left out (``kind`` is one of
-    binary, too large, unreadable, special file, bad name), summarised by the caller.
+    binary, minified, too large, unreadable, special file, bad name), summarised by the caller.
     ``warn``: anything else worth one line.
     """
 
@@ -133,7 +133,9 @@ def index_paths(profile: Profile, paths: list[Path], *, rebuild: bool = False, e
     for item in walk(paths, profile.sources):
         (found if isinstance(item, Found) else skips).append(item)  # type: ignore[arg-type]
     if not found and not skips:
-        raise SourceError(f"nothing to index under {', '.join(map(str, paths))}: no files (after .gitignore and sources.exclude)")
+        raise SourceError(
+            f"nothing to index under {', '.join(map(str, paths))}: no files (after .gitignore, sources.exclude and sources.default_exclude)"
+        )
     roots = [str(p.resolve()).rstrip("/") for p in paths]
 
     def under_roots(source: str) -> bool:

@@ -89,8 +89,10 @@ def skip_summary(skipped: Iterable[Mapping[str, Any]], hint: str = "-v lists the
     new = [s for s in items if s.get("new", True)]
     if not new:
         return None
-    if len(items) == 1:
-        return f"skipped {display_path(items[0]['path'])}: {items[0]['reason']}"
+    if len(new) == 1:
+        named = f"skipped {display_path(new[0]['path'])}: {new[0]['reason']}"
+        before = len(items) - 1
+        return named + (f" ({before} more as before; {hint})" if before else "")
     kinds = Counter(str(s.get("kind") or "unreadable") for s in items)
     listed = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])))
     fresh = f" ({len(new)} new)" if len(new) < len(items) else ""

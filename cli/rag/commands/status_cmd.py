@@ -31,6 +31,8 @@ def command(
         ("chunking", f"{ch.get('max_tokens')} tokens, overlap {ch.get('overlap')}, {ch.get('encoding')}"),
         ("full-text", "current" if info["fts_current"] else "stale: run rag index again"),
     ]
+    if info.get("maintenance_owed"):
+        rows.append(("upkeep", f"owed: {', '.join(info['maintenance_owed'])} (the next rag index finishes it)"))
     for label, value in rows:
         console.print(f"{label:<11}", style="bold", end="", markup=False)
         console.print(value, markup=False)
