@@ -187,7 +187,8 @@ def test_query_and_rerank_fit_the_width_without_breaking_paths(tmp_path: Path, c
         result = rag("query", "proxy headers behind a server", "--mode", mode, cwd=tmp_path, env=env)
         assert result.code == 0, result.err
         lines = places(result.out)
-        assert lines and f"{DEEP} › Advanced settings › Proxy headers" in lines[0]  # whole, relative to here
+        assert lines and f"  {DEEP}" in lines[0]  # whole, relative to here; the heading gives way when there is no room
+        assert (f"{DEEP} › Advanced settings › Proxy headers" in lines[0]) == (columns == "120")
         assert all(len(line) <= int(columns) for line in result.out.splitlines() if line not in lines)
         scores = [float(line.split()[1]) for line in lines]
         assert scores == sorted(scores, reverse=True)  # the score follows the order
@@ -208,8 +209,8 @@ def test_status_and_query_on_a_terminal_80_columns_wide(tmp_path: Path) -> None:
     status = on_pty(["status", "--files"], tmp_path)
     assert f"  1  {DEEP}" in status.split("\n") and "index      .rag (table chunks" in status
     query = on_pty(["query", "proxy headers"], tmp_path).split("\n")
-    assert any(line.endswith(f"{DEEP} › Advanced settings › Proxy headers") for line in query)
-    assert all(len(line) <= 80 for line in query if "›" not in line)
+    assert any(line.endswith(f"  {DEEP}") for line in query)  # longer than the room for it: whole, without its heading
+    assert all(len(line) <= 80 for line in query if DEEP not in line)
 
 
 # --------------------------------------------------------------------------- 5. sources under an answer
@@ -280,6 +281,25 @@ def test_progress_counts_part_of_a_file_and_an_eta_only_with_a_pace() -> None:
     assert files_done(2, 500, 20, 10) < 10  # never reaches the end before the last file is finished
     assert eta(0, 10, 5.0) is None and eta(5, 10, 20.0) == pytest.approx(20.0)
     assert [duration(s) for s in (4.4, 75, 3725)] == ["4s", "1:15", "1:02:05"]
+
+
+def test_a_place_gives_way_in_its_heading_never_in_its_path() -> None:
+    from rag.render import place
+
+    heading = "Running Batch Migrations for SQLite › Working in Offline Mode"
+    assert place("docs/batch.rst", heading) == f"docs/batch.rst › {heading}"
+    assert place("docs/batch.rst", heading, width=60) == "docs/batch.rst › … › Working in Offline Mode"
+    assert place("docs/batch.rst", heading, width=36) == "docs/batch.rst › Working in Offline…"
+    assert place("docs/a/very/long/path/to/batch.rst", heading, width=36) == "docs/a/very/long/path/to/batch.rst"
+    assert place("docs/batch.rst", "", "Batch", width=10) == "docs/batch.rst"
+
+
+def test_html_headings_lose_the_permalink_sign() -> None:
+    from rag.loaders import load
+
+    html = b'<h1>Offline Mode<a class="headerlink" href="#offline">#</a></h1><p>See <a href="x.html">the guide</a>.</p>'
+    doc = load(Path("page.html"), html)
+    assert [(s.heading, s.text) for s in doc.sections] == [(["Offline Mode"], "Offline Mode\n\nSee the guide.")]
 
 
 def test_snippets_leave_out_the_heading_lines_the_place_already_names() -> None:

@@ -214,11 +214,15 @@ class _HTMLText(HTMLParser):
         self.path: list[tuple[int, str]] = []
         self._skip = 0
         self._in_title = False
+        self._in_link = False
         self._heading: tuple[int, list[str]] | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "title":
             self._in_title = True
+        elif tag == "a" and "headerlink" in (dict(attrs).get("class") or "").split():
+            self._skip += 1  # Sphinx's "#"/"¶" permalink after each heading: not part of the heading's name
+            self._in_link = True
         elif tag in self.SKIP:
             self._skip += 1
         elif tag in self.HEADINGS:
@@ -229,6 +233,8 @@ class _HTMLText(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "title":
             self._in_title = False
+        elif tag == "a" and self._in_link:
+            self._skip, self._in_link = max(0, self._skip - 1), False
         elif tag in self.SKIP:
             self._skip = max(0, self._skip - 1)
         elif tag in self.HEADINGS and self._heading is not None:

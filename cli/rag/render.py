@@ -112,14 +112,14 @@ def index_summary(report: Mapping[str, Any]) -> str:
     head = f"indexed {indexed:,} file{'' if indexed == 1 else 's'}" if indexed or report.get("files_deleted") else "nothing to do"
     parts = [head + (f" ({detail})" if detail else "")]
     added, removed = report.get("chunks_added", 0), report.get("chunks_removed", 0)
-    change = f" (+{added:,} −{removed:,})" if added or removed else ""
-    parts.append(f"{report.get('chunks_total', 0):,} chunks{change}")
+    change = " ".join(f for f in (f"+{added:,}" if added else "", f"−{removed:,}" if removed else "") if f)
+    parts.append(f"{report.get('chunks_total', 0):,} chunks" + (f" ({change})" if change else ""))
     embedded, cached = report.get("embedded_texts", 0), report.get("cache_hits", 0)
     if embedded or cached:
         parts.append(f"{embedded:,} embedded, {cached:,} from cache")
     seconds = float(report.get("seconds", 0.0))
     rate = f", {embedded / seconds:.1f} chunks/s" if embedded and seconds else ""
-    parts.append(f"{seconds:.1f} s{rate}")
+    parts.append((f"{seconds:.1f} s" if seconds < 60 else duration(seconds)) + rate)
     return " · ".join(parts)
 
 
@@ -160,10 +160,25 @@ def score_text(value: float) -> str:
     return f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}" if abs(value) < 100 else f"{value:.0f}"
 
 
-def place(source: str, heading: str = "", title: str = "") -> str:
-    """``path › heading`` with the path relative to the working folder; the title when there is no heading."""
-    name = heading or title
-    return display_path(source) + (f" › {name}" if name else "")
+def place(source: str, heading: str = "", title: str = "", width: int | None = None) -> str:
+    """``path › heading`` with the path relative to the working folder; the title when there is no heading.
+
+    Within ``width`` columns the heading gives way, never the path: its outer levels first
+    (``path › … › Limits``), then the end of the innermost one; a path longer than the width stays whole.
+    """
+    path, name = display_path(source), heading or title
+    full = path + (f" › {name}" if name else "")
+    if width is None or len(full) <= width or not name:
+        return full
+    inner = name.rsplit(" › ", 1)[-1]
+    short = f"{path} › … › {inner}" if inner != name else full
+    if len(short) <= width:
+        return short
+    room = width - len(path) - len(" › ")
+    return f"{path} › {inner[: room - 1]}…" if room >= 12 else path
+
+
+HIT_INDENT = 12  # "  1   0.98  ": where the place and the snippet start
 
 
 def hit_lines(rank: int, score: str, where: str, text: str, width: int) -> tuple[str, str]:
@@ -172,7 +187,7 @@ def hit_lines(rank: int, score: str, where: str, text: str, width: int) -> tuple
     ``  1   0.98  docs/guide.md › Limits`` then the text without its heading lines, indented under the place
     and cut to the width.
     """
-    head = f"{rank:>3}  {score:>5}  "
+    head = f"{rank:>3}  {score:>5}  ".ljust(HIT_INDENT)
     body = snippet(without_headings(text), max(20, width - len(head))) if text.strip() else ""
     return head + where, (" " * len(head) + body) if body else ""
 

@@ -110,13 +110,18 @@ def _sources(console: Console, result: AskResult, rrf_k: int) -> None:
 
     console.print()
     console.print("Sources", style="bold")
+    hits = {s.n: s.hit for s in result.sources}
     entries = [(s.n, place(s.hit.source, s.hit.heading, s.hit.title), shown_score(s.hit.scores, rrf_k)) for s in result.sources]
     for entry in merge_sources(entries):
+        numbers = "".join(f"[{n}]" for n in entry.numbers)
+        score = f" ({score_text(entry.score)})"
+        hit = hits[entry.numbers[0]]
+        where = place(hit.source, hit.heading, hit.title, console.width - len(numbers) - len(score) - 1)
         line = Text()
         for n in entry.numbers:
             line.append(f"[{n}]", style="bold cyan" if n in result.cited else "dim")
-        line.append(" " + entry.where, style="" if any(n in result.cited for n in entry.numbers) else "dim")
-        line.append(f" ({score_text(entry.score)})", style="dim")
+        line.append(" " + where, style="" if any(n in result.cited for n in entry.numbers) else "dim")
+        line.append(score, style="dim")
         console.print(line, soft_wrap=True)
 
 

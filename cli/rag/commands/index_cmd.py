@@ -62,7 +62,7 @@ class _ProgressEvents:
         self.progress: Progress | None = None
         self.task: TaskID | None = None
         self.files = self.chunks = self.chunks_at_files = 0
-        self.files_total = 0
+        self.files_total: int | None = None  # until the indexer knows what changed
         if show_bar:
             from rich.console import Console
             from rich.progress import BarColumn
@@ -75,7 +75,7 @@ class _ProgressEvents:
     def __enter__(self) -> _ProgressEvents:
         if self.progress is not None:
             self.progress.start()
-            self.task = self.progress.add_task("index", total=None, files=0, chunks=0, files_total=0, chunks_at_files=0)
+            self.task = self.progress.add_task("index", total=None, files=0, chunks=0, files_total=None)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -98,7 +98,7 @@ class _ProgressEvents:
             return
         from rag.render import files_done
 
-        done = files_done(self.files, self.chunks, self.chunks_at_files, self.files_total)
+        done = files_done(self.files, self.chunks, self.chunks_at_files, self.files_total or 0)
         self.progress.update(
             self.task,
             total=self.files_total or None,
@@ -132,12 +132,12 @@ def _status_column() -> ProgressColumn:
         def render(self, task: Task) -> Text:
             fields = task.fields
             elapsed = task.elapsed or 0.0
-            total = fields.get("files_total", 0)
-            parts = [f"{fields.get('files', 0):,}/{total:,} files" if total else "finding files"]
+            total = fields.get("files_total")
+            parts = [f"{fields.get('files', 0):,}/{total:,} files" if total else "no file changed" if total == 0 else "finding files"]
             chunks = fields.get("chunks", 0)
             if chunks:
                 parts.append(f"{chunks:,} chunks" + (f" · {chunks / elapsed:.1f} chunks/s" if elapsed > 0 else ""))
-            left = eta(task.completed, total, elapsed)
+            left = eta(task.completed, total or 0, elapsed)
             parts.append(f"{duration(left)} left" if left is not None else f"{duration(elapsed)} so far")
             return Text(" · ".join(parts), no_wrap=True, overflow="ellipsis")
 

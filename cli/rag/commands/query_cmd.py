@@ -58,7 +58,7 @@ def _print_hits(hits: list[Hit], mode: str, query: str, rrf_k: int) -> None:
     """Rank, score and place on one line, a snippet under it: no column ever breaks a path at 80 columns."""
     from rich.console import Console
 
-    from rag.render import SCORE_LEGEND, hit_lines, place, score_kind, score_text, shown_score
+    from rag.render import HIT_INDENT, SCORE_LEGEND, hit_lines, place, score_kind, score_text, shown_score
 
     out, err = Console(highlight=False, soft_wrap=True), Console(stderr=True, highlight=False, soft_wrap=True)
     if not hits:
@@ -67,7 +67,11 @@ def _print_hits(hits: list[Hit], mode: str, query: str, rrf_k: int) -> None:
     out.print(f"{mode} · {query}", style="bold", markup=False, soft_wrap=True)
     for rank, hit in enumerate(hits, start=1):
         first, second = hit_lines(
-            rank, score_text(shown_score(hit.scores, rrf_k)), place(hit.source, hit.heading, hit.title), hit.text, out.width
+            rank,
+            score_text(shown_score(hit.scores, rrf_k)),
+            place(hit.source, hit.heading, hit.title, out.width - HIT_INDENT),
+            hit.text,
+            out.width,
         )
         out.print(first, markup=False, soft_wrap=True)
         if second:
