@@ -23,6 +23,8 @@ from rag.markup import Directive, directive, fence, inline, is_adornment, is_hid
         ("see :ref:`topics-settings` and :doc:`/topics/jobs`", "see topics settings and jobs"),
         ("follow :pep:`8`, :rfc:`2616`, :gh:`1234` and :ticket:`99`", "follow PEP 8, RFC 2616, #1234 and #99"),
         ("thanks to :user:`hynek`", "thanks to hynek"),
+        ("use the :fixture:`capsys` fixture", "use the `capsys` fixture"),  # a project's own role: a name is code
+        ("see :guilabel:`Save as`", "see Save as"),
         # MyST roles
         ("Use {func}`progressbar` here", "Use `progressbar()` here"),
         ("via {class}`~structlog.testing.CapturingLoggerFactory` that", "via `structlog.testing.CapturingLoggerFactory` that"),

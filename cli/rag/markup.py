@@ -28,6 +28,7 @@ CODE_ROLES = {
     "meth", "mod", "obj", "option", "paramref", "program", "samp", "setting", "signal", "reqmeta", "stat", "dir",
     "directive", "role", "type", "member", "macro", "var", "function", "method", "module", "commit", "rev",
 }  # fmt: skip
+TEXT_ROLES = {"ref", "doc", "term", "abbr", "dfn", "download", "numref", "keyword", "user", "sub", "sup", "emphasis", "strong", "title"}
 CALLABLE_ROLES = {"func", "meth", "function", "method"}
 ISSUE_ROLES = {"gh", "issue", "ticket", "pr", "pull", "bug"}
 
@@ -159,6 +160,7 @@ _TOKEN = re.compile(
     r"|``(?P<literal>.+?)``"
     r"|(?<!`)`(?!`)(?P<span>[^`]+?)`(?!`)(?P<link>__?(?![\w]))?"
 )
+_IDENTIFIER = re.compile(r"^[\w.:/()\[\]*-]+$")
 _TITLED = re.compile(r"^(.*?)\s*<([^<>]+)>$")
 _IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
 _MD_LINK = re.compile(r"\[([^\]]*)\]\(\s*(?:[^()\s]|\([^()]*\))*(?:\s+\"[^\"]*\")?\s*\)")
@@ -236,10 +238,9 @@ def _role(match: re.Match[str]) -> str:
         return title or f"RFC {target}"
     if name in ISSUE_ROLES:
         return title or f"#{target}"
-    if name in ("ref", "doc", "term", "abbr", "dfn", "download", "numref", "keyword"):
-        shown = title or _label(str(target), name)
-        return shown
-    if name in CODE_ROLES:
+    if name in TEXT_ROLES:
+        return title or _label(str(target), name)
+    if name in CODE_ROLES or (title is None and _IDENTIFIER.match(str(target))):  # a project's own role names a thing
         shown = title or str(target)
         if name in CALLABLE_ROLES and title is None and not shown.endswith(")"):
             shown += "()"
