@@ -108,6 +108,7 @@ class _Parser:
         self.table = False  # inside a reST simple table (between its first and last ===== border)
         self.border = False  # the line before was a table border
         self.heading = ""  # the last heading seen
+        self.prose_block = False  # reading an indented block that turned out to be text
 
     def parse(self, text: str) -> list[_Unit]:
         for raw in text.splitlines():
@@ -192,7 +193,7 @@ class _Parser:
             if _ATX.match(line):
                 self.heading = markup.inline(_ATX.sub("", line).strip().rstrip("#").strip())
             return
-        if not self.lines and indent >= self.body_indent() + 4:
+        if not self.lines and not self.prose_block and indent >= self.body_indent() + 4:
             self.stack.append(_Context(indent - 1, "indented", fresh=False, lines=[line]))
             return
         if _BULLET.match(line):
@@ -273,9 +274,10 @@ class _Parser:
             if _looks_like_code(context.lines):
                 self.code(context.lines)
             else:
+                self.prose_block = True  # read as text, with its indentation: it may hold a "::" block of its own
                 for line in context.lines:
-                    self.text_line(line, line.strip(), 0)
-                self.flush()
+                    self.line(line)
+                self.prose_block = False
 
     def code(self, lines: list[str]) -> None:
         """A finished code block: joined to its one-line introduction, or a piece of its own after it."""
