@@ -1,44 +1,26 @@
 """Split document text into the pieces an answer can quote: sentences and code blocks. Pure.
 
-Chunks come from Markdown (with MyST), reStructuredText, HTML, PDF and plain
-text. A small block parser walks the lines: wrapped lines are joined;
-headings (ATX, underlined, or a short line without closing punctuation),
-tables, comments, link targets and directives that hold no text are left
-out; the bodies of admonitions (``.. note::``, ``:::{note}``) are text; list
-items are sentences of their own. Code is a literal block after ``::``, a
-code directive (``.. code-block::``, ```` ```{doctest} ````), a fenced block,
-or an indented block that does not read as prose. A one-line command after a
-sentence ending in ":" joins it in backticks ("Install it with pip: `pip
-install .`"); any other code block is a piece of its own, introduced by that
-sentence (its *lead*). Inline markup is stripped (:mod:`rag.markup`), so what
-is embedded is what is shown. Sentence ends are ``.``/``!``/``?`` before a
+The text's blocks come from :mod:`rag.blocks` (paragraphs with their markup
+stripped, code as written). Sentence ends are ``.``/``!``/``?`` before a
 capital (or, after a plain word, a lower-case start such as "rag supports
-..."), never after an abbreviation or an initial.
+..."), never after an abbreviation, an initial or inside inline code. A code
+block is a piece of its own, introduced by the last sentence of the
+paragraph before it when that ends in ":" (its *lead*; "For example:" brings
+the sentence before it too).
 """
 
 from __future__ import annotations
 
 import re
-import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from rag import markup
+from rag.blocks import parse
 
 MAX_CHARS = 500  # longer "sentences" (tables flattened by PDF extraction) are cut
-INLINE_CODE_CHARS = 60  # a one-line code block up to this long joins the sentence that introduces it
 
-_ATX = re.compile(r"^\s{0,3}#{1,6}(\s|$)")
-_BULLET = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)]|#\.)\s+")
-_TABLE = re.compile(r"^\s*(\||\+[-=+]{3,})")
 _SECTION_LABEL = re.compile(r"^[A-Z]{4,}(?:\s+[A-Z]{2,})*\s*:?\s+(?=[A-Z][a-z])")  # "RESULTS Of the ..." in structured abstracts
 _END = re.compile(r"([.!?…]+[\"'”’)\]]*)\s+(?=[\"'“‘(\[`]?([A-Za-z0-9]))")
-_LITERAL_LINE = re.compile(r"^\s*``[^`]+``\s*$")
-_ROLE_IN_TEXT = re.compile(r"(?<![\w`]):[\w:-]+:`[^`]+`")
-_VERSIONED = {"versionadded": "New in version", "version-added": "New in version", "versionchanged": "Changed in version",
-              "version-changed": "Changed in version", "deprecated": "Deprecated since version",
-              "version-deprecated": "Deprecated since version"}  # fmt: skip
 _LEAD_LEANS = {"for", "e.g.", "eg", "here", "this", "so", "then", "thus", "like", "example", "examples", "such", "also"}
-_WORD = re.compile(r"^[\"'(“‘`]*[A-Za-z][A-Za-z'’-]*[\"')”’`]*[.,;:!?]?$")
 _ABBREVIATIONS = {
     "al", "approx", "ca", "cf", "co", "dr", "e.g", "eg", "eq", "etc", "fig", "figs", "i.e", "ie", "inc", "jr", "ltd",
     "mr", "mrs", "ms", "p", "pp", "prof", "ref", "refs", "sr", "st", "vol", "vs",
@@ -63,279 +45,31 @@ def split_sentences(text: str) -> list[tuple[str, int]]:
 
 def split_pieces(text: str) -> list[Piece]:
     """The sentences and code blocks of ``text``, in document order."""
+    blocks = parse(text)
+    introduces = {b.intro: i for i, b in enumerate(blocks) if b.code and b.intro is not None}
+    leads: dict[int, str] = {}
     out: list[Piece] = []
-    for unit in _Parser().parse(text):
-        if unit.code:
-            out.append(Piece(unit.text, unit.paragraph, code=True, lead=unit.lead, heading=unit.heading))
+    for i, block in enumerate(blocks):
+        if block.code:
+            out.append(Piece(block.text, block.paragraph, code=True, lead=leads.get(i, ""), heading=block.heading))
             continue
-        for sentence in _split_unit(unit.text):
-            sentence = _SECTION_LABEL.sub("", sentence)
-            if _is_prose(sentence):
-                out.append(Piece(_cap(sentence), unit.paragraph, heading=unit.heading))
-    return out
-
-
-@dataclass
-class _Unit:
-    text: str
-    paragraph: int
-    code: bool = False
-    lead: str = ""
-    heading: str = ""
-
-
-@dataclass
-class _Context:
-    """An open block: a directive's body, a literal block, a fence, or an indented block still to be judged."""
-
-    indent: int  # a non-blank line indented this much or less closes it (-1: only its closing fence does)
-    kind: str  # "code", "hidden", "text" or "indented"
-    fence: markup.Fence | None = None
-    fresh: bool = True  # no body line yet: directive options (":caption: x") may come first
-    body: int = 0  # text: the indentation of its first line
-    lines: list[str] = field(default_factory=list)  # code / indented: the raw lines
-
-
-class _Parser:
-    def __init__(self) -> None:
-        self.units: list[_Unit] = []
-        self.lines: list[str] = []  # the paragraph being read
-        self.indent = 0  # of its first line
-        self.item = False  # it is a list item
-        self.paragraph = 0
-        self.stack: list[_Context] = []
-        self.after_text = False  # the last thing seen was a paragraph: a code block after it may be introduced by it
-        self.table = False  # inside a reST simple table (between its first and last ===== border)
-        self.border = False  # the line before was a table border
-        self.heading = ""  # the last heading seen
-        self.prose_block = False  # reading an indented block that turned out to be text
-
-    def parse(self, text: str) -> list[_Unit]:
-        for raw in text.splitlines():
-            self.line(raw.expandtabs())
-        self.flush()
-        while self.stack:
-            self.close(self.stack.pop())
-        return self.units
-
-    def line(self, line: str) -> None:
-        stripped = line.strip()
-        indent = len(line) - len(line.lstrip())
-        top = self.stack[-1] if self.stack else None
-        if top is not None and top.fence is not None and top.kind != "text":
-            if top.fence.closes(line):
-                self.close(self.stack.pop())
-            elif not self.option(top, line) and top.kind == "code":
-                top.lines.append(line)
-            return
-        if stripped:
-            while self.stack and self.stack[-1].fence is None and self.stack[-1].indent >= indent:
-                self.close(self.stack.pop())
-        top = self.stack[-1] if self.stack else None
-        if top is not None and self.option(top, line):
-            return
-        if top is not None and top.kind != "text":
-            if top.kind != "hidden":
-                top.lines.append(line)
-            return
-        self.text_line(line, stripped, indent)
-
-    def option(self, top: _Context, line: str) -> bool:
-        """Skip a directive's options: they come before the first line of its body."""
-        if not top.fresh or not line.strip():
-            return False
-        top.fresh = False
-        top.body = len(line) - len(line.lstrip())
-        if markup.is_option(line):
-            top.fresh = True
-            return True
-        return False
-
-    def text_line(self, line: str, stripped: str, indent: int) -> None:
-        border, self.border = self.border, markup.is_table_border(line)
-        if not stripped:
-            self.flush()
-            self.paragraph += 1
-            self.table = self.table and not border  # a border then a blank line ends the table
-            return
-        if self.border or self.table:
-            self.flush()
-            self.after_text = False
-            self.table = True
-            return
-        fence = markup.fence(line)
-        if fence is not None:
-            self.flush()
-            self.fence(fence, line)
-            return
-        found = markup.directive(line)
-        if found is not None:
-            self.flush()
-            self.after_text = False
-            self.stack.append(_Context(found.indent, found.body))
-            self.directive_text(found, found.indent + 3)
-            return
-        if markup.is_hidden(line):
-            self.flush()
-            self.after_text = False
-            if stripped.startswith(".."):
-                self.stack.append(_Context(indent, "hidden", fresh=False))  # a comment's indented lines are the comment too
-            return
-        if markup.is_adornment(line):
-            if self.lines and not self.item:
-                self.heading = markup.inline(self.lines.pop())  # the heading this underlines
-            self.flush()
-            self.after_text = False
-            return
-        if _ATX.match(line) or _TABLE.match(line):
-            self.flush()
-            self.after_text = False
-            if _ATX.match(line):
-                self.heading = markup.inline(_ATX.sub("", line).strip().rstrip("#").strip())
-            return
-        if not self.lines and not self.prose_block and indent >= self.body_indent() + 4:
-            self.stack.append(_Context(indent - 1, "indented", fresh=False, lines=[line]))
-            return
-        if _BULLET.match(line):
-            self.flush()
-            rest = _BULLET.sub("", line, count=1)
-            if markup.is_hidden(rest) or markup.directive(rest) is not None:
-                return  # "-   .. _label:": the item's text follows, indented
-            self.item = True
-            self.start(rest.strip(), indent)
-            return
-        if self.lines and len(self.lines) == 1 and not self.item and _looks_like_heading(self.lines, 6) and stripped[:1].isupper():
-            self.heading = markup.inline(self.lines.pop())  # a heading line glued to its paragraph (PDF text)
-        if not self.lines:
-            self.item = False
-            self.indent = indent
-        self.lines.append(stripped)
-
-    def fence(self, fence: markup.Fence, line: str) -> None:
-        """Open a fenced block, or close the innermost MyST block this fence ends (``:::`` or a ```` ``` ````)."""
-        for depth in range(len(self.stack) - 1, -1, -1):
-            context = self.stack[depth]
-            if context.fence is not None and context.fence.closes(line):
-                while len(self.stack) > depth:
-                    self.close(self.stack.pop())
-                self.after_text = False
-                return
-        if fence.marker[0] == ":" and fence.directive is None:
-            return  # a stray ":::"
-        kind = "code" if fence.directive is None else fence.directive.body
-        self.stack.append(_Context(-1, kind, fence, fresh=fence.directive is not None))
-        self.after_text = self.after_text and kind == "code"
-        if fence.directive is not None:
-            self.directive_text(fence.directive, 0)
-
-    def directive_text(self, found: markup.Directive, indent: int) -> None:
-        """What a directive's arguments show: an admonition's first words, a version note, or the name it documents."""
-        if found.body != "text" or not found.argument:
-            return
-        if found.name in _VERSIONED:
-            version, _, text = found.argument.partition(" ")
-            self.start(f"{_VERSIONED[found.name]} {version}" + (f": {text}" if text else "."), indent)
-        elif found.name in markup.ADMONITIONS:
-            self.start(found.argument, indent)
-        elif found.describes:
-            self.heading = f"`{found.argument}`"  # ".. setting:: DOWNLOAD_DELAY": what its body describes
-
-    def body_indent(self) -> int:
-        """Where text starts in the open block: an indented code block (Markdown) is indented 4 more than that."""
-        top = self.stack[-1] if self.stack else None
-        return top.body if top is not None and top.fence is None else 0
-
-    def start(self, text: str, indent: int) -> None:
-        self.lines.append(text)
-        self.indent = indent
-
-    def flush(self) -> None:
-        """End the paragraph being read; a paragraph ending in "::" opens a literal block."""
-        if not self.lines:
-            return
-        if self.item or not _looks_like_heading(self.lines):
-            joined, literal = markup.literal_lead(_join(self.lines))
-            text = markup.inline(joined)
-            if text:
-                self.units.append(_Unit(text, self.paragraph, heading=self.heading))
-                self.after_text = True
-            if literal:
-                self.stack.append(_Context(self.indent, "code", fresh=False))
-        else:
-            self.heading = markup.inline(self.lines[0])
-            self.after_text = False
-        self.lines.clear()
-        self.item = False
-
-    def close(self, context: _Context) -> None:
-        if context.kind == "code":
-            self.code(context.lines)
-        elif context.kind == "indented":
-            if _looks_like_code(context.lines):
-                self.code(context.lines)
-            else:
-                self.prose_block = True  # read as text, with its indentation: it may hold a "::" block of its own
-                for line in context.lines:
-                    self.line(line)
-                self.prose_block = False
-
-    def code(self, lines: list[str]) -> None:
-        """A finished code block: joined to its one-line introduction, or a piece of its own after it."""
-        body = textwrap.dedent("\n".join(lines)).strip("\n")
-        if not body.strip():
-            return
-        if "\n" not in body and _LITERAL_LINE.match(body):
-            body = body.strip()[2:-2]  # a reST block quote holding one ``literal``
-        last = self.units[-1] if self.units and self.after_text and not self.units[-1].code else None
-        introduced = last is not None and last.text.endswith(":")
-        if last is not None and introduced and "\n" not in body and len(body.strip()) <= INLINE_CODE_CHARS:
-            last.text = f"{last.text} `{body.strip()}`"
-            return
-        lead = ""
-        if last is not None and introduced:
-            sentences = _split_unit(last.text)
+        sentences = _split_unit(block.text)
+        if i in introduces:
             keep = len(sentences) - 1
             if keep and _leans_back(sentences[keep]):
                 keep -= 1  # "For example:" is no introduction without the sentence before it
-            lead = " ".join(sentences[keep:])
-            last.text = " ".join(sentences[:keep])
-            if not last.text:
-                self.units.remove(last)
-        self.units.append(_Unit(body, self.paragraph, code=True, lead=lead, heading=self.heading))
-        self.paragraph += 1  # what follows a code block is a new paragraph, whatever blank lines the block held
-        self.after_text = False
+            leads[introduces[i]] = " ".join(sentences[keep:])
+            sentences = sentences[:keep]
+        for sentence in sentences:
+            sentence = _SECTION_LABEL.sub("", sentence)
+            if _is_prose(sentence):
+                out.append(Piece(_cap(sentence), block.paragraph, heading=block.heading))
+    return out
 
 
 def _leans_back(sentence: str) -> bool:
     """A short introduction that needs the sentence before it ("For example:", "Like this:")."""
     return len(sentence.split()) < 8 or sentence.split(None, 1)[0].lower().strip(",") in _LEAD_LEANS
-
-
-def _looks_like_code(lines: list[str]) -> bool:
-    """An indented block that is not a paragraph of words (reST block quotes, list continuations)."""
-    words = " ".join(lines).split()
-    if not words:
-        return False
-    first = lines[0].strip() if lines else ""
-    if first.startswith(("$ ", ">>> ", "#!", "{", "[", "<", "@", "//", "# ")):
-        return True
-    if (_BULLET.match(first) and not first.startswith("-- ")) or _ROLE_IN_TEXT.search(" ".join(lines)):
-        return False  # a list, or text with roles: code has neither
-    plain = sum(1 for w in words if _WORD.match(w))
-    return len(words) < 4 or plain < 0.8 * len(words) or not " ".join(words).endswith((".", ":", "!", "?"))
-
-
-def _looks_like_heading(lines: list[str], words: int = 10) -> bool:
-    """One short line without closing punctuation: a heading from HTML or PDF text, not a sentence."""
-    return len(lines) == 1 and len(lines[0].split()) <= words and not lines[0].rstrip("\"')]`*").endswith((".", "!", "?", ":", ";", "…"))
-
-
-def _join(lines: list[str]) -> str:
-    text = lines[0]
-    for line in lines[1:]:
-        hyphenated = text.endswith("-") and len(text) > 1 and text[-2].isalpha() and line[:1].islower()
-        text = text + line if hyphenated else f"{text} {line}"
-    return text.strip()
 
 
 def _split_unit(unit: str) -> list[str]:
