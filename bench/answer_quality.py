@@ -3,9 +3,9 @@
     python bench/answer_quality.py [--corpus DIR] [--work DIR] [--questions FILE] [--baseline REF] [--show N]
 
 Indexes the corpus (the docs of attrs, werkzeug, black, coverage, alembic,
-marshmallow, structlog and scrapy: ../corpus/pkgdocs beside the repository by
-default, not part of it) into ``--work`` (reused: a second run indexes
-nothing new), then asks every question of ``--questions`` with the embedded
+marshmallow, structlog and scrapy: $RAG_PKGDOCS, else corpus/pkgdocs in a folder
+above the repository; not part of it) into ``--work`` (an index already there is
+used as it is, unless ``--reindex``), then asks every question of ``--questions`` with the embedded
 default and no chat model (extractive), no reranker, no answer cache, and a
 threshold that lets every question through (whether to answer at all is
 measured elsewhere). Each question lists terms a correct answer must name
@@ -42,12 +42,12 @@ EXCLUDE = ["*.svg", "*.css", "*.js", "*.map", "*.png", "*.jpg", "*.gif", "*.ico"
 
 # Markup a reader should never see, in the prose of an answer (code blocks, indented by 4, are shown verbatim).
 LEAKS = {
-    "role": re.compile(r"(?<![\w`]):[\w-]+(?::[\w-]+)?:`|(?<![\w`])\{[\w:-]+\}`"),
+    "role": re.compile(r"(?<![\w`]):[\w-]+(?::[\w-]+)?:`|(?<![\w`])\{[\w:-]+\}`[\w~!]"),
     "literal": re.compile(r"``"),
     "directive": re.compile(r"\.\. [\w:-]+::|\.\. _[^:\n]+:|^\s*\.\.\s*$", re.MULTILINE),
     "underline": re.compile(r"(?<![\w`])([=~^*#\"+])\1{3,}|(?<![\w`])-{4,}"),
     "fence": re.compile(r"```|^\s*:::", re.MULTILINE),
-    "link": re.compile(r"\]\([^)\s]*\)|!\[|`__?(?!\w)|<https?://[^>\s]+>`"),
+    "link": re.compile(r"\]\([^)\s]*\)|!\[|(?<=\w)`__?(?![\w`])|<https?://[^>\s]+>`"),
     "entity": re.compile(r"&(?:[a-z]+|#\d+);"),
 }
 
@@ -64,8 +64,8 @@ def names(text: str, term: str) -> bool:
     return re.search(pattern, text, 0 if len(term) <= 3 else re.IGNORECASE) is not None
 
 
-def run(corpus: Path, work: Path, questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Index (when needed) and ask every question with the code this process imports."""
+def run(corpus: Path, work: Path, questions: list[dict[str, Any]], reindex: bool = False) -> list[dict[str, Any]]:
+    """Index (when there is no index yet, or ``reindex``) and ask every question with the code this process imports."""
     from rag.answer import Settings
     from rag.ask import Asker
     from rag.profile import load_profile
@@ -74,11 +74,11 @@ def run(corpus: Path, work: Path, questions: list[dict[str, Any]]) -> list[dict[
     profile_path.write_text(
         f"store:\n  uri: {work / 'index'}\nsources:\n  exclude: {json.dumps(EXCLUDE)}\ncache:\n  enabled: false\ntrace:\n  path: null\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "rag", "index", str(corpus), "--profile", str(profile_path)], capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        sys.exit(f"rag index failed ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
+    if reindex or not (work / "index").exists():
+        command = [sys.executable, "-m", "rag", "index", str(corpus), "--profile", str(profile_path)]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"rag index failed ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
     profile = load_profile(str(profile_path))
     settings = Settings.from_profile(profile, cache=False, extractive=True, threshold=-1.0)
     asker = Asker(profile, cache=False, rerank=False)
@@ -141,11 +141,20 @@ def show(rows: list[dict[str, Any]], count: int) -> None:
             print(paragraph if paragraph.startswith("    ") else textwrap.fill(paragraph, 80))
 
 
+def default_corpus() -> Path:
+    """$RAG_PKGDOCS, else corpus/pkgdocs in a folder above the repository (a worktree sits one level deeper)."""
+    if os.environ.get("RAG_PKGDOCS"):
+        return Path(os.environ["RAG_PKGDOCS"])
+    found = [p / "corpus" / "pkgdocs" for p in ROOT.parents if (p / "corpus" / "pkgdocs").is_dir()]
+    return found[0] if found else ROOT.parent / "corpus" / "pkgdocs"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--corpus", default=str(ROOT.parent / "corpus" / "pkgdocs"), help="the package docs to index")
+    ap.add_argument("--corpus", default=str(default_corpus()), help="the package docs to index")
     ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "rag-answer-quality"), help="index folder (reused)")
     ap.add_argument("--questions", default=str(ROOT / "bench" / "questions" / "pkgdocs.yaml"))
+    ap.add_argument("--reindex", action="store_true", help="run rag index over the corpus even if --work has an index")
     ap.add_argument("--baseline", metavar="REF", help="also run the code of this git commit, e.g. main")
     ap.add_argument("--show", type=int, default=0, metavar="N", help="print the first N answers at 80 columns")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON (what --baseline reads)")
@@ -156,7 +165,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     questions = yaml.safe_load(Path(args.questions).read_text())
     before = baseline(args.baseline, args) if args.baseline else None
-    rows = run(corpus, work, questions)
+    rows = run(corpus, work, questions, args.reindex)
     if args.json:
         json.dump(rows, sys.stdout)
         return

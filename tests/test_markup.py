@@ -25,6 +25,7 @@ from rag.markup import Directive, directive, fence, inline, is_adornment, is_hid
         ("thanks to :user:`hynek`", "thanks to hynek"),
         ("use the :fixture:`capsys` fixture", "use the `capsys` fixture"),  # a project's own role: a name is code
         ("see :guilabel:`Save as`", "see Save as"),
+        ("docs in the Ubuntu section (:commit:`fbd010d", "docs in the Ubuntu section (fbd010d"),  # cut by a chunk boundary
         # MyST roles
         ("Use {func}`progressbar` here", "Use `progressbar()` here"),
         ("via {class}`~structlog.testing.CapturingLoggerFactory` that", "via `structlog.testing.CapturingLoggerFactory` that"),
@@ -85,7 +86,14 @@ def test_lines_that_are_syntax() -> None:
     assert all(is_adornment(line) for line in ("=====", "-----", "~~~~~~", "^^^^", "   ****"))
     assert not is_adornment("== x ==") and not is_adornment("--")
     assert is_table_border("=======  ==========") and not is_table_border("=========")
-    for line in (".. _label:", ".. _Colorama: https://pypi.org/project/colorama/", "(converters)=", "[ref]: https://x", ".. [[[cog"):
+    for line in (
+        ".. _label:",
+        ".. _Colorama: https://pypi.org/project/colorama/",
+        "(converters)=",
+        "[ref]: https://x",
+        ".. [[[cog",
+        "  __ https://github.com/asottile/covdefaults",
+    ):
         assert is_hidden(line), line
     assert not is_hidden(".. note::") and not is_hidden("Text.")
     assert is_option("   :caption: Example") and is_option(":linenos:") and not is_option("Default: 1")

@@ -28,6 +28,7 @@ _BULLET = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)]|#\.)\s+")
 _TABLE = re.compile(r"^\s*(\||\+[-=+]{3,})")
 _LITERAL_LINE = re.compile(r"^\s*``[^`]+``\s*$")
 _ROLE_IN_TEXT = re.compile(r"(?<![\w`]):[\w:-]+:`[^`]+`")
+_CODE_LINE = re.compile(r"^\s*(?:def|class|import|from|return|yield|if|for|with|try|except|await|async)\b|\w\(|[=:]\s*$|^\s*[)\]}]")
 _WORD = re.compile(r"^[\"'(“‘`]*[A-Za-z][A-Za-z'’-]*[\"')”’`]*[.,;:!?]?$")
 _VERSIONED = {
     "versionadded": "New in version", "version-added": "New in version", "versionchanged": "Changed in version",
@@ -62,6 +63,7 @@ class _Context:
     fresh: bool = True  # no body line yet: directive options (":caption: x") may come first
     body: int = 0  # text: the indentation of its first line
     lines: list[str] = field(default_factory=list)  # code / indented: the raw lines
+    fragment: bool = False  # it began before the text did: the rest of a block that chunking cut
 
 
 class _Parser:
@@ -79,10 +81,15 @@ class _Parser:
         self.border = False  # the line before was a table border
         self.heading = ""  # the last heading seen
         self.prose_block = False  # reading an indented block that turned out to be text
+        self.started = False  # a non-blank line has been read
+        self.first = False  # the paragraph being read is the text's first line: it may be the end of a code block
 
     def parse(self, text: str) -> list[Block]:
-        for raw in text.splitlines():
-            self.line(raw.expandtabs())
+        lines = [raw.expandtabs() for raw in text.splitlines()]
+        if _starts_in_fence(lines):
+            self.stack.append(_Context(-1, "code", markup.Fence("```", None, ""), fresh=False, fragment=True))
+        for line in lines:
+            self.line(line)
         self.flush()
         while self.stack:
             self.close(self.stack.pop())
@@ -128,6 +135,7 @@ class _Parser:
             self.paragraph += 1
             self.table = self.table and not border  # a border then a blank line ends the table
             return
+        first, self.started = not self.started, True
         if self.border or self.table:
             self.flush()
             self.after_text = False
@@ -164,7 +172,7 @@ class _Parser:
                 self.heading = markup.inline(_ATX.sub("", line).strip().rstrip("#").strip())
             return
         if not self.lines and not self.prose_block and indent >= self.body_indent() + 4:
-            self.stack.append(_Context(indent - 1, "indented", fresh=False, lines=[line]))
+            self.stack.append(_Context(indent - 1, "indented", fresh=False, lines=[line], fragment=first))
             return
         if _BULLET.match(line):
             self.flush()
@@ -177,8 +185,7 @@ class _Parser:
         if self.lines and len(self.lines) == 1 and not self.item and _looks_like_heading(self.lines, 6) and stripped[:1].isupper():
             self.heading = markup.inline(self.lines.pop())  # a heading line glued to its paragraph (PDF text)
         if not self.lines:
-            self.item = False
-            self.indent = indent
+            self.item, self.indent, self.first = False, indent, first
         self.lines.append(stripped)
 
     def fence(self, fence: markup.Fence, line: str) -> None:
@@ -217,13 +224,15 @@ class _Parser:
 
     def start(self, text: str, indent: int) -> None:
         self.lines.append(text)
-        self.indent = indent
+        self.indent, self.first = indent, False
 
     def flush(self) -> None:
         """End the paragraph being read; a paragraph ending in "::" opens a literal block."""
         if not self.lines:
             return
-        if self.item or not _looks_like_heading(self.lines):
+        if self.first and not self.item and _code_tail(self.lines):
+            self.lines.clear()  # the end of a code block cut at the chunk's start, its indentation trimmed
+        elif self.item or not _looks_like_heading(self.lines):
             joined, literal = markup.literal_lead(_join(self.lines))
             text = markup.inline(joined)
             if text:
@@ -239,20 +248,25 @@ class _Parser:
 
     def close(self, context: _Context) -> None:
         if context.kind == "code":
-            self.code(context.lines)
+            self.code(context.lines, context.fragment)
         elif context.kind == "indented":
             if _looks_like_code(context.lines):
-                self.code(context.lines)
+                self.code(context.lines, context.fragment)
             else:
                 self.prose_block = True  # read as text, with its indentation: it may hold a "::" block of its own
                 for line in context.lines:
                     self.line(line)
                 self.prose_block = False
 
-    def code(self, lines: list[str]) -> None:
-        """A finished code block: joined to its one-line introduction, or a piece of its own after it."""
+    def code(self, lines: list[str], fragment: bool = False) -> None:
+        """A finished code block: joined to its one-line introduction, or a piece of its own after it.
+
+        The rest of a block that began before the text did is left out: it is a tail without its beginning.
+        """
         body = textwrap.dedent("\n".join(lines)).strip("\n")
-        if not body.strip():
+        if not body.strip() or fragment:
+            self.paragraph += 1
+            self.after_text = False
             return
         if "\n" not in body and _LITERAL_LINE.match(body):
             body = body.strip()[2:-2]  # a reST block quote holding one ``literal``
@@ -265,6 +279,27 @@ class _Parser:
         self.units.append(Block(body, self.paragraph, code=True, intro=intro, heading=self.heading))
         self.paragraph += 1  # what follows a code block is a new paragraph, whatever blank lines the block held
         self.after_text = False
+
+
+def _code_tail(lines: list[str]) -> bool:
+    """The first lines of a text are code (the end of a block cut at the chunk's start), not a paragraph."""
+    return any(_CODE_LINE.search(line) for line in lines) and _looks_like_code(lines)
+
+
+def _starts_in_fence(lines: list[str]) -> bool:
+    """The text begins inside a fenced code block (chunking cut it): its first fence closes one.
+
+    Read so, every later opening fence may carry a language and no closing one does; and the first fence
+    follows lines of code directly, where an opening fence usually follows a blank line or a sentence.
+    """
+    fences = [(i, f) for i, f in ((i, markup.fence(line)) for i, line in enumerate(lines)) if f is not None and f.marker[0] != ":"]
+    if not fences or any(f.language or f.directive for f in (f for _, f in fences[::2])):
+        return False
+    first = fences[0][0]
+    if first == 0 or not lines[first - 1].strip():
+        return False
+    tail = [line for line in lines[:first] if line.strip()][-3:]
+    return _code_tail(tail)
 
 
 def _looks_like_code(lines: list[str]) -> bool:

@@ -43,20 +43,26 @@ MIN_WORDS = 4
 NEAR_COPY = 0.92  # cosine above which two pieces say the same thing
 BELOW_BEST = 0.15  # picked pieces score at most this far below the best one
 DIVERSITY = 0.3  # weight of redundancy against relevance in MMR
-RANK_BONUS = 0.04  # the best-ranked source's pieces get this much, the last source's none
+RANK_BONUS = 0.1  # the best-ranked source's pieces get this much, the second's half, the third's a third...
 WEAK = 0.25  # cosine below which the best piece hardly relates to the question (MiniLM)
-SECTION_WEIGHT = 0.3  # share of a heading's similarity (above the floor) added to its pieces
+SECTION_WEIGHT = 0.15  # share of a heading's similarity (above the floor) added to its pieces
 SECTION_FLOOR = 0.2  # headings such as "page 2" or "faq" say nothing; they lift nothing
 INHERIT = 0.95  # share of a question's similarity passed on to the sentences that answer it
 FOLLOW_BELOW_WORDS = 10  # a picked sentence shorter than this brings the next one when that one leans on it
 CODE_EMBED_LINES = 8  # a code block is embedded with this many of its first lines
-CODE_SHOWN_LINES = 12  # and shown with at most this many
+CODE_SHOWN_LINES = 10  # and shown with at most this many
+POINTER_WORDS = 8  # "See X." shorter than this points elsewhere and answers nothing
+UNINTRODUCED = 0.05  # a code block no sentence introduces is harder to read: it must match this much better
+NAMES_CODE = 0.04  # a piece that shows code (a block, or a name in backticks) says what to type: it gets this much
+MAX_CODE = 1  # code blocks in one answer: a second one is rarely more than another variant of the first
 
+_POINTER = re.compile(r"(?:see|see also|refer to|read)\b", re.IGNORECASE)
 _LEANS_BACK = {
     "also", "but", "hence", "however", "it", "its", "so", "such", "that", "these", "they", "their", "this", "those",
     "thus", "therefore", "then", "there", "he", "she", "his", "her", "both", "instead", "otherwise",
 }  # fmt: skip
-_NAME = re.compile(r"^(?:`[^`]+`(?:,?\s*`[^`]+`)*|[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|-{1,2}[\w-]+(?:,\s*-{1,2}[\w-]+)*)$")
+# A heading that names a thing: code, a setting (DOWNLOAD_DELAY), an option (--check), a config key ([run] branch)
+_NAME = re.compile(r"`[^`]+`|\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b|(?<![\w-])--?[a-z][\w-]*|\b[a-z]+_[a-z_]+\b|\b\w+\.\w+\b|^\[[\w:.-]+\]")
 
 
 @dataclass
@@ -75,7 +81,12 @@ class Sentence:
 
     @property
     def pickable(self) -> bool:
-        return not (self.question or self.short)
+        return not (self.question or self.short or self.pointer)
+
+    @property
+    def pointer(self) -> bool:
+        """ "See multi line exclude.": a cross-reference whose target's words match the question, and says nothing."""
+        return not self.code and len(self.text.split()) < POINTER_WORDS and _POINTER.match(self.text) is not None
 
     def embedded(self) -> str:
         """What is embedded: a code block is known by what introduces it, then by its first lines."""
@@ -150,7 +161,7 @@ def select(
     pickable = np.array([s.pickable for s in sentences], dtype=bool)
     if not pickable.any():
         return []
-    bonus = np.array([rank_bonus(s.source, sources) for s in sentences])
+    bonus = np.array([rank_bonus(s.source, sources) + _code_prior(s) for s in sentences])
     if section is not None:
         bonus += np.array([SECTION_WEIGHT * max(0.0, h - SECTION_FLOOR) for h in section])
     relevance = _inherit(vectors @ question, sentences) + bonus
@@ -162,7 +173,7 @@ def select(
         for i in np.argsort(-relevance, kind="stable"):
             if relevance[i] < floor:
                 break
-            if i in chosen:
+            if i in chosen or (sentences[i].code and sum(sentences[j].code for j in chosen) >= MAX_CODE):
                 continue
             redundancy = max((float(vectors[i] @ vectors[j]) for j in chosen), default=0.0)
             if redundancy > NEAR_COPY:
@@ -176,9 +187,19 @@ def select(
     return [(i, float(relevance[i])) for i in chosen]
 
 
+def _code_prior(s: Sentence) -> float:
+    if s.code:
+        return NAMES_CODE - (0.0 if s.lead else UNINTRODUCED)
+    return NAMES_CODE if "`" in s.text else 0.0
+
+
 def rank_bonus(source: int, sources: int) -> float:
-    """The retriever's order as a prior: the best-ranked source gets RANK_BONUS, the last none."""
-    return RANK_BONUS * (1 - source / (sources - 1)) if sources > 1 else 0.0
+    """The retriever's order as a prior, steepest at the top: the best-ranked source is the one most often right.
+
+    (On the package-docs questions, ``bench/answer_quality.py``, 1/(1 + rank) did as well as a linear decay
+    from twice as high, and better than a linear one this high; none of them moved more than a few answers.)
+    """
+    return RANK_BONUS / (1 + source) if sources > 1 else 0.0
 
 
 def _inherit(similarity: Vectors, sentences: Sequence[Sentence]) -> Vectors:
@@ -208,6 +229,7 @@ def compose(picked: list[Picked]) -> tuple[str, list[int]]:
     for source in order:
         run: list[str] = []
         shown: set[int] = set()
+        named_last = ""
         for p in sorted((p for p in picked if p.sentence.source == source), key=lambda p: p.sentence.position):
             if p.context is not None and p.context.position not in shown:
                 shown.add(p.context.position)
@@ -222,17 +244,19 @@ def compose(picked: list[Picked]) -> tuple[str, list[int]]:
                     blocks.append(indent_code(s.text))
                     run = []
                 else:
-                    run.append(cite(named(s), source + 1))
+                    run.append(cite(named(s) if s.heading != named_last else s.text, source + 1))
+                    named_last = s.heading
         if run:
             blocks.append(" ".join(run))
     return "\n\n".join(b for b in blocks if b), [s + 1 for s in order]
 
 
 def named(s: Sentence) -> str:
-    """A sentence under a heading that names something it does not name itself, after that name."""
-    if s.heading and _NAME.match(s.heading) and s.heading.strip("`").split("`")[0] not in s.text:
-        return f"{s.heading}: {s.text}"
-    return s.text
+    """A sentence under a short heading that names something it does not name itself, after that name."""
+    found = _NAME.search(s.heading) if len(s.heading.split()) <= 4 else None
+    if found is None or found.group(0).strip("`") in s.text:
+        return s.text
+    return f"{s.heading}: {s.text}"
 
 
 def indent_code(code: str) -> str:

@@ -75,7 +75,7 @@ class Directive:
 
 
 _DIRECTIVE = re.compile(r"^(\s*)\.\.\s+(?:[\w-]+:)?([\w-]+)::(?:\s+(.*))?$")
-_EXPLICIT = re.compile(r"^\s*\.\.(\s|$)")  # comments, link targets, footnotes, substitution definitions
+_EXPLICIT = re.compile(r"^\s*(?:\.\.(\s|$)|__ \S+$)")  # comments, link targets (also "__ url"), footnotes, substitutions
 _ADORNMENT = re.compile(r"^\s*([=\-`:'\"~^_*+#<>.])\1{2,}\s*$")
 _TABLE_BORDER = re.compile(r"^\s*=+(?:\s+=+)+\s*$")
 _MYST_LABEL = re.compile(r"^\s*\([\w.:-]+\)=\s*$")
@@ -160,6 +160,7 @@ _TOKEN = re.compile(
     r"|``(?P<literal>.+?)``"
     r"|(?<!`)`(?!`)(?P<span>[^`]+?)`(?!`)(?P<link>__?(?![\w]))?"
 )
+_OPEN_ROLE = re.compile(r"(?<![\w`]):[\w-]+(?::[\w-]+)?:`|(?<![\w`])\{[\w:-]+\}`(?=[\w~!])")
 _IDENTIFIER = re.compile(r"^[\w.:/()\[\]*-]+$")
 _TITLED = re.compile(r"^(.*?)\s*<([^<>]+)>$")
 _IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
@@ -210,6 +211,7 @@ def _span(match: re.Match[str]) -> str:
 
 
 def _prose(text: str) -> str:
+    text = _OPEN_ROLE.sub("", text)  # a role whose closing backtick a chunk boundary cut off
     text = _MD_REF_LINK.sub(r"\1", text)
     text = _AUTOLINK.sub(r"\1", text)
     text = _FOOTNOTE.sub("", text)
