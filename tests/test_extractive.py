@@ -124,7 +124,8 @@ def test_no_prose_falls_back_to_the_start_of_the_best_source() -> None:
 def test_cite_puts_the_marker_before_the_full_stop() -> None:
     assert cite("Files are skipped.", 2) == "Files are skipped [2]."
     assert cite("Is it?", 1) == "Is it? [1]"
-    assert cite("Install: `pip install .`", 1) == "Install: `pip install .` [1]"
+    assert cite("Install: `pip install .`", 1) == "Install: `pip install .` [1]."
+    assert cite("Example:", 3) == "Example [3]:"
 
 
 def test_with_the_embedded_model() -> None:

@@ -28,6 +28,7 @@ _BULLET = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)]|#\.)\s+")
 _TABLE = re.compile(r"^\s*(\||\+[-=+]{3,})")
 _LITERAL_LINE = re.compile(r"^\s*``[^`]+``\s*$")
 _ROLE_IN_TEXT = re.compile(r"(?<![\w`]):[\w:-]+:`[^`]+`")
+_PLAIN = {"", "text", "txt", "none", "plain"}  # fence languages that may hold sentences (canned replies, quotes)
 _CODE_LINE = re.compile(r"^\s*(?:def|class|import|from|return|yield|if|for|with|try|except|await|async)\b|\w\(|[=:]\s*$|^\s*[)\]}]")
 _WORD = re.compile(r"^[\"'(“‘`]*[A-Za-z][A-Za-z'’-]*[\"')”’`]*[.,;:!?]?$")
 _VERSIONED = {
@@ -82,7 +83,6 @@ class _Parser:
         self.heading = ""  # the last heading seen
         self.prose_block = False  # reading an indented block that turned out to be text
         self.started = False  # a non-blank line has been read
-        self.first = False  # the paragraph being read is the text's first line: it may be the end of a code block
 
     def parse(self, text: str) -> list[Block]:
         lines = [raw.expandtabs() for raw in text.splitlines()]
@@ -185,7 +185,7 @@ class _Parser:
         if self.lines and len(self.lines) == 1 and not self.item and _looks_like_heading(self.lines, 6) and stripped[:1].isupper():
             self.heading = markup.inline(self.lines.pop())  # a heading line glued to its paragraph (PDF text)
         if not self.lines:
-            self.item, self.indent, self.first = False, indent, first
+            self.item, self.indent = False, indent
         self.lines.append(stripped)
 
     def fence(self, fence: markup.Fence, line: str) -> None:
@@ -224,14 +224,14 @@ class _Parser:
 
     def start(self, text: str, indent: int) -> None:
         self.lines.append(text)
-        self.indent, self.first = indent, False
+        self.indent = indent
 
     def flush(self) -> None:
         """End the paragraph being read; a paragraph ending in "::" opens a literal block."""
         if not self.lines:
             return
-        if self.first and not self.item and _code_tail(self.lines):
-            self.lines.clear()  # the end of a code block cut at the chunk's start, its indentation trimmed
+        if not self.item and _code_tail(self.lines):
+            self.lines.clear()  # code without its indentation: cut at the chunk's start, or from HTML's <pre>
         elif self.item or not _looks_like_heading(self.lines):
             joined, literal = markup.literal_lead(_join(self.lines))
             text = markup.inline(joined)
@@ -247,16 +247,16 @@ class _Parser:
         self.item = False
 
     def close(self, context: _Context) -> None:
-        if context.kind == "code":
+        if context.kind not in ("code", "indented"):
+            return
+        plain = context.fence is not None and context.fence.directive is None and context.fence.language in _PLAIN
+        if _looks_like_code(context.lines) if context.kind == "indented" else not (plain and _prose(context.lines)):
             self.code(context.lines, context.fragment)
-        elif context.kind == "indented":
-            if _looks_like_code(context.lines):
-                self.code(context.lines, context.fragment)
-            else:
-                self.prose_block = True  # read as text, with its indentation: it may hold a "::" block of its own
-                for line in context.lines:
-                    self.line(line)
-                self.prose_block = False
+        else:  # a block of sentences, indented or fenced as ```text
+            self.prose_block = True  # read as text, with its indentation: it may hold a "::" block of its own
+            for line in context.lines:
+                self.line(line)
+            self.prose_block = False
 
     def code(self, lines: list[str], fragment: bool = False) -> None:
         """A finished code block: joined to its one-line introduction, or a piece of its own after it.
@@ -282,8 +282,12 @@ class _Parser:
 
 
 def _code_tail(lines: list[str]) -> bool:
-    """The first lines of a text are code (the end of a block cut at the chunk's start), not a paragraph."""
-    return any(_CODE_LINE.search(line) for line in lines) and _looks_like_code(lines)
+    """A paragraph that is code with its indentation lost (cut at a chunk's start, or HTML's <pre>), not prose:
+    code keywords or calls, few plain words, and no sentence's closing punctuation."""
+    words = " ".join(lines).split()
+    plain = sum(_WORD.match(w) is not None for w in words) / max(1, len(words))
+    closed = lines[-1].rstrip().endswith((".", "!", "?", ":", ";"))
+    return any(_CODE_LINE.search(line) for line in lines) and (plain < 0.4 or (plain < 0.75 and not closed))
 
 
 def _starts_in_fence(lines: list[str]) -> bool:
@@ -300,6 +304,12 @@ def _starts_in_fence(lines: list[str]) -> bool:
         return False
     tail = [line for line in lines[:first] if line.strip()][-3:]
     return _code_tail(tail)
+
+
+def _prose(lines: list[str]) -> bool:
+    """Lines of sentences: long lines of plain words ending in full stops, not code or program output."""
+    text = [line for line in lines if line.strip()]
+    return bool(text) and not _looks_like_code(text) and not _CODE_LINE.search("\n".join(text))
 
 
 def _looks_like_code(lines: list[str]) -> bool:

@@ -62,7 +62,10 @@ _LEANS_BACK = {
     "thus", "therefore", "then", "there", "he", "she", "his", "her", "both", "instead", "otherwise",
 }  # fmt: skip
 # A heading that names a thing: code, a setting (DOWNLOAD_DELAY), an option (--check), a config key ([run] branch)
-_NAME = re.compile(r"`[^`]+`|\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b|(?<![\w-])--?[a-z][\w-]*|\b[a-z]+_[a-z_]+\b|\b\w+\.\w+\b|^\[[\w:.-]+\]")
+_NAME = re.compile(
+    r"`[^`]+`|\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b|(?<![\w-])--?[a-z][\w-]*|\b[a-z]+_[a-z_]+\b"
+    r"|\b[A-Za-z_]\w*\.[A-Za-z_]\w*\b|^\[[\w:.-]+\]\s+\w+$"
+)
 
 
 @dataclass
@@ -239,7 +242,7 @@ def compose(picked: list[Picked]) -> tuple[str, list[int]]:
                     continue
                 shown.add(s.position)
                 if s.code:
-                    run.append(cite(s.lead or s.heading or "", source + 1) + ("" if s.lead or s.heading else ":"))
+                    run.append(cite(s.lead, source + 1) if s.lead else f"{s.heading} [{source + 1}]:".lstrip())
                     blocks.append(" ".join(run))
                     blocks.append(indent_code(s.text))
                     run = []
@@ -267,12 +270,14 @@ def indent_code(code: str) -> str:
 
 
 def cite(sentence: str, n: int) -> str:
-    """``"Files are skipped."`` -> ``"Files are skipped [1]."``; ``"Use:"`` -> ``"Use [1]:"``; other endings get
-    the marker after them."""
+    """``"Files are skipped."`` -> ``"Files are skipped [1]."``; ``"Use:"`` -> ``"Use [1]:"``; a sentence ending
+    in inline code gets a full stop after the marker; other endings get the marker after them."""
     if not sentence:
         return f"[{n}]"
     if sentence.endswith((".", ":")) and not sentence.endswith(("..", "::")):
         return f"{sentence[:-1]} [{n}]{sentence[-1]}"
+    if sentence.endswith("`"):
+        return f"{sentence} [{n}]."  # "Install it with pip: `pip install .`" ends a sentence without a full stop
     return f"{sentence} [{n}]"
 
 

@@ -78,7 +78,7 @@ _DIRECTIVE = re.compile(r"^(\s*)\.\.\s+(?:[\w-]+:)?([\w-]+)::(?:\s+(.*))?$")
 _EXPLICIT = re.compile(r"^\s*(?:\.\.(\s|$)|__ \S+$)")  # comments, link targets (also "__ url"), footnotes, substitutions
 _ADORNMENT = re.compile(r"^\s*([=\-`:'\"~^_*+#<>.])\1{2,}\s*$")
 _TABLE_BORDER = re.compile(r"^\s*=+(?:\s+=+)+\s*$")
-_MYST_LABEL = re.compile(r"^\s*\([\w.:-]+\)=\s*$")
+_MYST_LABEL = re.compile(r"^\s*\([\w./:-]+\)=\s*$")
 _MD_REFERENCE = re.compile(r"^\s{0,3}\[[^\]]+\]:\s+\S+")
 _HTML_COMMENT = re.compile(r"^\s*<!--.*-->\s*$")
 _FIELD = re.compile(r"^\s*:[\w -]+:(\s|$)")  # a directive's option line (":caption: x", ":linenos:")
@@ -180,6 +180,7 @@ _TAG = re.compile(
 )
 _ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>~:])")
 _ESCAPED_SPACE = re.compile(r"\\ ")
+_PERMALINK = re.compile(r"\s*¶")  # Sphinx's HTML puts one after every heading
 _SPACES = re.compile(r"(?<=\S)[ \t]{2,}(?=\S)")
 
 
@@ -221,6 +222,7 @@ def _prose(text: str) -> str:
     text = _EMPHASIS.sub(lambda m: m.group(1) or m.group(2), text)
     text = _NAMED_REFERENCE.sub(r"\1", text)
     text = _ESCAPED_SPACE.sub("", text)
+    text = _PERMALINK.sub("", text)
     text = _SPACES.sub(" ", text)  # where a tag or a footnote was
     return html.unescape(_ESCAPE.sub(r"\1", text))
 
