@@ -51,12 +51,12 @@ INHERIT = 0.95  # share of a question's similarity passed on to the sentences th
 FOLLOW_BELOW_WORDS = 10  # a picked sentence shorter than this brings the next one when that one leans on it
 CODE_EMBED_LINES = 8  # a code block is embedded with this many of its first lines
 CODE_SHOWN_LINES = 10  # and shown with at most this many
-POINTER_WORDS = 8  # "See X." shorter than this points elsewhere and answers nothing
+POINTER_WORDS = 16  # "See X for more." shorter than this points elsewhere and answers nothing
 UNINTRODUCED = 0.05  # a code block no sentence introduces is harder to read: it must match this much better
 NAMES_CODE = 0.04  # a piece that shows code (a block, or a name in backticks) says what to type: it gets this much
 MAX_CODE = 1  # code blocks in one answer: a second one is rarely more than another variant of the first
 
-_POINTER = re.compile(r"(?:see|see also|refer to|read)\b", re.IGNORECASE)
+_POINTER = re.compile(r"(?:see|refer to|read|for (?:more|further) (?:information|details|examples))\b", re.IGNORECASE)
 _LEANS_BACK = {
     "also", "but", "hence", "however", "it", "its", "so", "such", "that", "these", "they", "their", "this", "those",
     "thus", "therefore", "then", "there", "he", "she", "his", "her", "both", "instead", "otherwise",
@@ -88,7 +88,8 @@ class Sentence:
 
     @property
     def pointer(self) -> bool:
-        """ "See multi line exclude.": a cross-reference whose target's words match the question, and says nothing."""
+        """A cross-reference ("See the integration docs for more examples."): its words match the question, and
+        it answers nothing."""
         return not self.code and len(self.text.split()) < POINTER_WORDS and _POINTER.match(self.text) is not None
 
     def embedded(self) -> str:
@@ -159,7 +160,9 @@ def select(
     """Indices of the picked pieces with their scores, best first (maximal marginal relevance).
 
     ``section`` holds each piece's heading similarity to the question: a heading that matches lifts all
-    of its pieces alike, which moves the choice between sections, never the order within one.
+    of its pieces alike, which moves the choice between sections, never the order within one. A piece
+    may be picked when it is within BELOW_BEST of the best either with its priors or on similarity alone:
+    the priors can bring a piece in (the retriever knew better), but not push a close one out.
     """
     pickable = np.array([s.pickable for s in sentences], dtype=bool)
     if not pickable.any():
@@ -167,16 +170,16 @@ def select(
     bonus = np.array([rank_bonus(s.source, sources) + _code_prior(s) for s in sentences])
     if section is not None:
         bonus += np.array([SECTION_WEIGHT * max(0.0, h - SECTION_FLOOR) for h in section])
-    relevance = _inherit(vectors @ question, sentences) + bonus
-    relevance[~pickable] = -np.inf
-    floor = float(relevance.max()) - BELOW_BEST
+    similarity = _inherit(vectors @ question, sentences)
+    similarity[~pickable] = -np.inf
+    relevance = similarity + bonus
+    near = relevance >= float(relevance.max()) - BELOW_BEST
+    eligible = near | (similarity >= float(similarity.max()) - BELOW_BEST)
     chosen: list[int] = []
     while len(chosen) < k:
         best, best_value = -1, -np.inf
         for i in np.argsort(-relevance, kind="stable"):
-            if relevance[i] < floor:
-                break
-            if i in chosen or (sentences[i].code and sum(sentences[j].code for j in chosen) >= MAX_CODE):
+            if not eligible[i] or i in chosen or (sentences[i].code and sum(sentences[j].code for j in chosen) >= MAX_CODE):
                 continue
             redundancy = max((float(vectors[i] @ vectors[j]) for j in chosen), default=0.0)
             if redundancy > NEAR_COPY:
