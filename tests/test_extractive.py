@@ -302,3 +302,35 @@ def test_a_sentence_under_a_named_heading_is_shown_after_the_name() -> None:
 def test_shown_text_has_no_markup() -> None:
     found = extract("which clause is excluded from reporting or executed", [RST], bag_of_words)
     assert not re.search(r":\w+:`|``|\.\. |====|`_", found.answer), found.answer
+
+
+def test_code_cut_at_the_chunk_start_is_left_out() -> None:
+    # chunking cut these blocks: the tail of a fence, and code whose first line lost its indentation
+    fenced = '    processors=[renderer],\n)\n```\n\nThen call it:\n\n```python\nstructlog.get_logger().info("hi")\n```\n'
+    assert [(p.text, p.code) for p in split_pieces(fenced)] == [('Then call it: `structlog.get_logger().info("hi")`', False)]
+    trimmed = "next_page = response.css('a').get()\n        if next_page is not None:\n            yield response.follow(next_page)\n\nThe spider follows the link.\n"
+    assert texts(trimmed) == ["The spider follows the link."]
+
+
+def test_sentences_fenced_as_text_read_as_text() -> None:
+    reply = "Reply with this:\n\n```text\nBlack used to remove the trailing comma. Now a trailing comma tells Black to explode the collection.\n```\n"
+    assert texts(reply) == ["Black used to remove the trailing comma.", "Now a trailing comma tells Black to explode the collection."]
+    output = "It prints:\n\n```text\nreformatted src/app.py\nAll done!\n```\n"
+    assert [p.code for p in split_pieces(output)] == [True]
+
+
+def test_a_cross_reference_is_not_an_answer() -> None:
+    sources = [
+        "See the version control docs for more examples of running black with pre-commit.",
+        "Add the black hook to the pre-commit config of your repository to run black with pre-commit.",
+    ]
+    found = extract("how do I run black with pre-commit", sources, bag_of_words, k=1)
+    assert found.cited == [2]
+
+
+def test_the_retrievers_first_source_can_bring_in_a_less_similar_piece() -> None:
+    # the second source matches more words but says little; the best-ranked source's answer is 0.154 less similar,
+    # outside the window on similarity alone, inside it with the rank prior
+    sources = ["To fix the client address behind a proxy, wrap the app in the ProxyFix middleware.", "The client address behind a proxy."]
+    found = extract("how do I fix the client address behind a proxy", sources, bag_of_words)
+    assert "ProxyFix" in found.answer and found.cited == [2, 1]

@@ -29,7 +29,7 @@ _TABLE = re.compile(r"^\s*(\||\+[-=+]{3,})")
 _LITERAL_LINE = re.compile(r"^\s*``[^`]+``\s*$")
 _ROLE_IN_TEXT = re.compile(r"(?<![\w`]):[\w:-]+:`[^`]+`")
 _PLAIN = {"", "text", "txt", "none", "plain"}  # fence languages that may hold sentences (canned replies, quotes)
-_CODE_LINE = re.compile(r"^\s*(?:def|class|import|from|return|yield|if|for|with|try|except|await|async)\b|\w\(|[=:]\s*$|^\s*[)\]}]")
+_CODE_LINE = re.compile(r"^\s*(?:def|class|import|from|return|yield|if|for|with|try|except|await|async)\b|\w\(|[=:]\s*$|^\s*[)\]}]|-->|==>")
 _WORD = re.compile(r"^[\"'(“‘`]*[A-Za-z][A-Za-z'’-]*[\"')”’`]*[.,;:!?]?$")
 _VERSIONED = {
     "versionadded": "New in version", "version-added": "New in version", "versionchanged": "Changed in version",

@@ -56,7 +56,10 @@ UNINTRODUCED = 0.05  # a code block no sentence introduces is harder to read: it
 NAMES_CODE = 0.04  # a piece that shows code (a block, or a name in backticks) says what to type: it gets this much
 MAX_CODE = 1  # code blocks in one answer: a second one is rarely more than another variant of the first
 
-_POINTER = re.compile(r"(?:see|refer to|read|for (?:more|further) (?:information|details|examples))\b", re.IGNORECASE)
+_POINTER = re.compile(
+    r"(?:see|refer to|read|(?:you can )?(?:learn|read) more|for (?:more|further) (?:information|details|examples))\b",
+    re.IGNORECASE,
+)
 _LEANS_BACK = {
     "also", "but", "hence", "however", "it", "its", "so", "such", "that", "these", "they", "their", "this", "those",
     "thus", "therefore", "then", "there", "he", "she", "his", "her", "both", "instead", "otherwise",
