@@ -3,13 +3,13 @@
     python bench/answer_quality.py [--corpus DIR] [--work DIR] [--questions FILE] [--baseline REF] [--show N]
 
 Indexes the corpus (the docs of attrs, werkzeug, black, coverage, alembic,
-marshmallow, structlog and scrapy: $RAG_PKGDOCS, else corpus/pkgdocs in a folder
-above the repository; not part of it) into ``--work`` (an index already there is
-used as it is, unless ``--reindex``), then asks every question of ``--questions`` with the embedded
-default and no chat model (extractive), no reranker, no answer cache, and a
-threshold that lets every question through (whether to answer at all is
-measured elsewhere). Each question lists terms a correct answer must name
-(``expect_any``).
+marshmallow, structlog and scrapy: $RAG_PKGDOCS, else corpus/pkgdocs in a
+folder above the repository; it is not part of it) into ``--work``, unless an
+index is there already (``--reindex`` runs `rag index` anyway), then asks
+every question of ``--questions`` with the embedded default and no chat model
+(extractive), no reranker, no answer cache, and a threshold that lets every
+question through (whether to answer at all is measured elsewhere). Each
+question lists terms a correct answer must name (``expect_any``).
 
 Prints, per question, whether the answer names an expected term (and whether
 any source it was given contains one: if none does, retrieval failed, not
@@ -18,7 +18,7 @@ extraction), then:
   - leaked: share of answers showing markup (roles, inline literals, directives, underlines, fences, link syntax);
   - words: mean answer length in words, and lines at 80 columns.
 ``--baseline REF`` runs the same questions on the code of a git commit (e.g. ``main``) in a second process over the
-same index and prints both. ``--show N`` prints the first N answers wrapped at 80 columns, as a reader sees them.
+same index (built by this code when there was none; pass another ``--work`` if REF cannot read it) and prints both. ``--show N`` prints the first N answers wrapped at 80 columns, as a reader sees them.
 """
 
 from __future__ import annotations
@@ -164,8 +164,8 @@ def main() -> None:
         sys.exit(f"no corpus at {corpus}: pass --corpus DIR (the package docs, e.g. built with ../shared/tools/realcorpus)")
     work.mkdir(parents=True, exist_ok=True)
     questions = yaml.safe_load(Path(args.questions).read_text())
+    rows = run(corpus, work, questions, args.reindex)  # first, so the index is this code's when it builds one
     before = baseline(args.baseline, args) if args.baseline else None
-    rows = run(corpus, work, questions, args.reindex)
     if args.json:
         json.dump(rows, sys.stdout)
         return
