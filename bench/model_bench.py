@@ -8,7 +8,7 @@ Prints, in one run:
   - how far a text's vector moves when it shares a call with others (int8 quantizes activations per call);
   - with --index N: `rag index` over N abstracts against the raw int8 loop on the same texts.
 
-    python bench/model_bench.py [--docs 200] [--repeats 2] [--index 0] [--quick]
+    python bench/model_bench.py [--docs 200] [--repeats 2] [--index N] [--quick] [--only builds|drift|headline|curve|index]
 
 The two graphs run alternately (A B A B ...) so that load from other processes hits both alike; read the
 ratios, not the absolute numbers, on a shared machine.
@@ -242,27 +242,33 @@ def index_run(n: int) -> None:
 
 
 def main() -> None:
+    global DATA
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--docs", type=int, default=200, help="abstracts per throughput run")
     ap.add_argument("--repeats", type=int, default=2, help="alternating runs per graph and setting")
     ap.add_argument("--index", type=int, default=0, help="also time `rag index` over this many abstracts")
     ap.add_argument("--quick", action="store_true", help="three settings only")
     ap.add_argument("--data", default=None, help=f"BEIR SciFact folder (default {DATA})")
+    ap.add_argument("--only", choices=["builds", "drift", "headline", "curve", "index"], action="append", help="run only these parts")
     args = ap.parse_args()
+    parts = set(args.only or ["builds", "drift", "headline", "curve", *(["index"] if args.index else [])])
     import onnxruntime
 
     print(f"onnxruntime {onnxruntime.__version__}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     if args.data:
-        global DATA
         DATA = Path(args.data)
-    if args.index:  # first, while this process is small (a child's peak RSS starts from its parent's)
-        index_run(args.index)
-    session_builds(max(3, args.repeats))
-    batch_drift()
-    print(f"\nbefore -> after ({args.docs} texts each, {args.repeats} alternating runs, medians):")
-    headline(args.docs, args.repeats, "abstracts")
-    headline(args.docs, args.repeats, "queries")
-    curve(QUICK if args.quick else SETTINGS, args.docs, args.repeats)
+    if "index" in parts:  # first, while this process is small (a child's peak RSS starts from its parent's)
+        index_run(args.index or 500)
+    if "builds" in parts:
+        session_builds(max(3, args.repeats))
+    if "drift" in parts:
+        batch_drift()
+    if "headline" in parts:
+        print(f"\nbefore -> after ({args.docs} texts each, {args.repeats} alternating runs, medians):")
+        headline(args.docs, args.repeats, "abstracts")
+        headline(args.docs, args.repeats, "queries")
+    if "curve" in parts:
+        curve(QUICK if args.quick else SETTINGS, args.docs, args.repeats)
 
 
 if __name__ == "__main__":

@@ -615,7 +615,11 @@ def test_cache_hit_damaged_entry_and_unwritable_cache_give_the_same_vectors(
     from rag.providers.local.minilm import MiniLM, cached_graph_path, packaged_graph
 
     monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))
+    stale = write(tmp_path / "cache" / "models" / ".minilm-int8-x.onnx.123.abcd.tmp", "left by a killed process")
+    live = write(tmp_path / "cache" / "models" / ".minilm-int8-x.onnx.456.ef01.tmp", "another process writing now")
+    os.utime(stale, (stale.stat().st_atime - 7200, stale.stat().st_mtime - 7200))
     first = MiniLM()
+    assert not stale.exists() and live.exists()
     entry = cached_graph_path(packaged_graph()[0])
     stamp = entry.stat().st_mtime_ns
     texts = ["cats eat fish", "What happens if I press Ctrl-C while indexing?"]

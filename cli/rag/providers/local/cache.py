@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -34,6 +35,15 @@ def models_dir() -> Path:
 def temp_beside(final: Path) -> Path:
     """A name in ``final``'s folder that no other process or thread will pick."""
     return final.with_name(f".{final.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def sweep_temporaries(folder: Path, older_than: float = 3600.0) -> None:
+    """Remove temporaries a killed process left behind (a live writer's are younger than this)."""
+    now = time.time()
+    for tmp in folder.glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - tmp.stat().st_mtime > older_than:
+                tmp.unlink()
 
 
 def write_atomic(final: Path, data: bytes) -> None:

@@ -125,11 +125,12 @@ def cached_graph_path(source: Path) -> Path:
 
 def _open_and_cache(graph: bytes, cached: Path, threads: int) -> Any:
     """Optimise ``graph`` once and save the result to ``cached``; when that cannot be written, build it in memory."""
-    from rag.providers.local.cache import temp_beside
+    from rag.providers.local.cache import sweep_temporaries, temp_beside
 
     tmp = temp_beside(cached)
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
+        sweep_temporaries(cached.parent)
         tmp.touch()  # an OSError here names the cause (read-only, permissions); onnxruntime's would not
         # "extended": every fusion that is not specific to this CPU's instruction set
         session = new_session(graph, threads=threads, level="extended", save_to=tmp)
