@@ -28,6 +28,7 @@ STORE_DIR = ".rag"
 STORE_ENV = "RAG_STORE"  # also set by the root option --store
 # Folders the walk up never enters, os.pathsep-separated, as GIT_CEILING_DIRECTORIES (the tests fence in their tmp dirs).
 CEILING_ENV = "RAG_CEILING_DIRECTORIES"
+LOCAL_POOLINGS = ("mean", "cls", "last", "max")
 
 
 @dataclass
@@ -41,6 +42,11 @@ class ProviderConfig:
     connect_timeout: float = 5.0
     max_retries: int = 3
     headers: dict[str, str] = field(default_factory=dict)
+    # kind local: a folder of model folders (provider/<folder name>); where a folder's own files are silent:
+    path: str | None = None
+    pooling: str | None = None
+    normalize: bool | None = None
+    max_tokens: int | None = None
 
 
 @dataclass
@@ -440,7 +446,13 @@ def _check(p: Profile) -> None:
             (cfg.timeout > 0, f"providers.{name}.timeout", "must be above 0 seconds"),
             (cfg.connect_timeout > 0, f"providers.{name}.connect_timeout", "must be above 0 seconds"),
             (cfg.max_retries >= 0, f"providers.{name}.max_retries", "must be at least 0"),
+            (cfg.pooling in (None, *LOCAL_POOLINGS), f"providers.{name}.pooling", f"must be one of {', '.join(LOCAL_POOLINGS)}"),
+            (cfg.max_tokens is None or cfg.max_tokens >= 1, f"providers.{name}.max_tokens", "must be at least 1"),
         ]
+        local_keys = [k for k in ("path", "pooling", "normalize", "max_tokens") if getattr(cfg, k) is not None]
+        rules.append(
+            (cfg.kind == "local" or not local_keys, f"providers.{name}.{(local_keys or ['path'])[0]}", "applies to kind local only")
+        )
     for ok, key, message in rules:
         if not ok:
             raise ConfigError(f"{p.where(key)}: '{key}' {message}")

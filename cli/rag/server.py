@@ -1,12 +1,14 @@
 """``rag serve``: an OpenAI-compatible HTTP server over the local models.
 
     GET  /health            liveness
-    GET  /v1/models         local/all-MiniLM-L6-v2 (embed), local/minilm-cosine (rerank)
+    GET  /v1/models         local/all-MiniLM-L6-v2 (embed), local/minilm-cosine (rerank),
+                            and the profile's model folders (see rag.providers.local.served)
     POST /v1/embeddings     OpenAI shape; encoding_format float or base64
     POST /v1/rerank         Jina/vLLM shape; also at /rerank
 
-Concurrent requests share model calls through a :class:`MicroBatcher`. An
-optional bearer token guards everything but ``/health``.
+Concurrent embedding requests share model calls through one
+:class:`MicroBatcher` per model. An optional bearer token guards everything
+but ``/health``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from rag.errors import RagError, UsageError
 from rag.microbatch import MicroBatcher
-from rag.providers.local import DIMENSIONS, MODEL_ALIASES, MODEL_NAME, LocalCosineReranker, cosine_hits
+from rag.providers.local import cosine_hits
+from rag.providers.local.served import EMBED_ID, RERANK_ID, ServedModel, ServedModels, served_models
 from rag.text import clean_text
 
 if TYPE_CHECKING:
@@ -31,12 +34,11 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
+    from rag.profile import Profile
+
 log = logging.getLogger("rag.server")
 
-EMBED_ID = f"local/{MODEL_NAME}"
-RERANK_ID = f"local/{LocalCosineReranker.NAME}"
-_EMBED_NAMES = {EMBED_ID, *MODEL_ALIASES, *(f"local/{a}" for a in MODEL_ALIASES)}
-_RERANK_NAMES = {RERANK_ID, LocalCosineReranker.NAME, "cosine", f"local/{MODEL_NAME}", MODEL_NAME}
+__all__ = ["EMBED_ID", "RERANK_ID", "bind", "create_app", "model_ids", "run"]
 
 Handler = Callable[["Request"], Awaitable["Response"]]
 
@@ -50,37 +52,51 @@ class BadRequest(RagError):
         self.kind = kind
 
 
-def create_app(*, token: str | None = None, max_batch: int = 256, max_wait: float = 0.005, max_inputs: int = 2048) -> Starlette:
-    """The ASGI app. The model loads at start-up, so the first request is not slow."""
+def model_ids(profile: Profile | None = None) -> list[str]:
+    """The ids ``rag serve`` lists for ``profile`` (folders resolved, nothing loaded)."""
+    return served_models(profile).ids()
+
+
+def create_app(
+    *, profile: Profile | None = None, token: str | None = None, max_batch: int = 256, max_wait: float = 0.005, max_inputs: int = 2048
+) -> Starlette:
+    """The ASGI app. Models load here, before serving: the first request is not slow, and a bad folder is one error."""
     from starlette.applications import Starlette
     from starlette.routing import Route
 
+    from rag.providers.local import served as local_served
+
+    served = served_models(profile)
+    local_served.load(served)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        from rag.providers.local import shared_model
-
-        model = shared_model()
-        batcher = MicroBatcher(model.encode_counted, max_batch=max_batch, max_wait=max_wait)
-        await batcher.start()
-        app.state.batcher = batcher
+        batchers = {
+            m.id: MicroBatcher(m.loaded.encode_counted, max_batch=max_batch, max_wait=max_wait) for m in served.models if m.task == "embed"
+        }
+        for batcher in batchers.values():
+            await batcher.start()
+        app.state.batchers = batchers
         try:
             yield
         finally:
-            await batcher.stop()
+            for batcher in batchers.values():
+                await batcher.stop()
+            served.close()
 
     async def embeddings(request: Request) -> Response:
         body = await _json_body(request)
         texts = _inputs(body, max_inputs)
-        _check_model(body.get("model"), _EMBED_NAMES, EMBED_ID)
-        if body.get("dimensions") not in (None, DIMENSIONS):
-            raise BadRequest(f"dimensions must be {DIMENSIONS} for {EMBED_ID} (it cannot be shortened)")
+        model = _pick(served, "embed", body.get("model"))
+        if body.get("dimensions") not in (None, model.dimensions):
+            raise BadRequest(f"dimensions must be {model.dimensions} for {model.id} (it cannot be shortened)")
         encoding = body.get("encoding_format") or "float"
         if encoding not in ("float", "base64"):
             raise BadRequest("encoding_format must be float or base64")
-        vectors, counts = await _batcher(request).encode(texts)
+        vectors, counts = await _batcher(request, model.id).encode(texts)
         data = [{"object": "embedding", "index": i, "embedding": _encode_vector(vector, encoding)} for i, vector in enumerate(vectors)]
         tokens = sum(counts)
-        return _json({"object": "list", "data": data, "model": EMBED_ID, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+        return _json({"object": "list", "data": data, "model": model.id, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
     async def rerank(request: Request) -> Response:
         from rag.rerank import validate
@@ -91,7 +107,7 @@ def create_app(*, token: str | None = None, max_batch: int = 256, max_wait: floa
         if top_n is not None and not isinstance(top_n, int):
             raise BadRequest("top_n must be a whole number")
         validate(query, texts, top_n)
-        _check_model(body.get("model"), _RERANK_NAMES, RERANK_ID)
+        model = _pick(served, "rerank", body.get("model"))
         query, texts = clean_text(str(query)), [clean_text(t) for t in texts]  # JSON may escape lone surrogates
         scored = texts
         max_tokens = body.get("max_tokens_per_doc")
@@ -99,23 +115,18 @@ def create_app(*, token: str | None = None, max_batch: int = 256, max_wait: floa
             from rag.tokens import truncate_tokens
 
             scored = [truncate_tokens(t, max_tokens) for t in texts]
-        vectors, counts = await _batcher(request).encode([str(query), *scored])
+        hits, tokens = await _rerank(request, model, query, scored, top_n)
         results = []
-        for hit in cosine_hits(vectors, top_n):
+        for hit in hits:
             item: dict[str, Any] = {"index": hit.index, "relevance_score": hit.score}
             if body.get("return_documents"):
                 item["document"] = {"text": texts[hit.index]}
             results.append(item)
-        tokens = sum(counts)
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-        return _json({"id": f"rerank-{uuid.uuid4().hex}", "model": RERANK_ID, "results": results, "usage": usage})
+        return _json({"id": f"rerank-{uuid.uuid4().hex}", "model": model.id, "results": results, "usage": usage})
 
     async def models(request: Request) -> Response:
-        data = [
-            {"id": EMBED_ID, "object": "model", "owned_by": "rag", "task": "embed", "dimensions": DIMENSIONS},
-            {"id": RERANK_ID, "object": "model", "owned_by": "rag", "task": "rerank"},
-        ]
-        return _json({"object": "list", "data": data})
+        return _json({"object": "list", "data": [m.entry() for m in served.models]})
 
     async def health(request: Request) -> Response:
         return _json({"status": "ok"})
@@ -128,6 +139,25 @@ def create_app(*, token: str | None = None, max_batch: int = 256, max_wait: floa
         Route("/rerank", _guarded(rerank, token), methods=["POST"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def _rerank(request: Request, model: ServedModel, query: str, texts: list[str], top_n: int | None) -> tuple[list[Any], int]:
+    """A cross-encoder's scores, or the embedded cosine (through the MiniLM batcher)."""
+    if model.loaded is not None:
+        from rag.providers.local.folder_models import ranked
+
+        scores, tokens = await model.score(query, texts)
+        return ranked(scores, top_n), tokens
+    vectors, counts = await _batcher(request, EMBED_ID).encode([query, *texts])
+    return cosine_hits(vectors, top_n), sum(counts)
+
+
+def _pick(served: ServedModels, task: str, name: Any) -> ServedModel:
+    model = served.pick(task, name)
+    if model is None:
+        listed = ", ".join(served.ids(task))
+        raise BadRequest(f"model '{name}' is not served here; this server serves {listed} (see /v1/models)")
+    return model
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -157,8 +187,8 @@ def run(app: Starlette, sock: socket.socket) -> None:
 # --------------------------------------------------------------------------- helpers
 
 
-def _batcher(request: Request) -> MicroBatcher:
-    batcher: MicroBatcher = request.app.state.batcher
+def _batcher(request: Request, model_id: str) -> MicroBatcher:
+    batcher: MicroBatcher = request.app.state.batchers[model_id]
     return batcher
 
 
@@ -205,11 +235,6 @@ def _inputs(body: dict[str, Any], limit: int) -> list[str]:
 
 def _doc_text(doc: Any) -> Any:
     return doc.get("text") if isinstance(doc, dict) else doc
-
-
-def _check_model(name: Any, accepted: set[str], served: str) -> None:
-    if name not in (None, "") and name not in accepted:
-        raise BadRequest(f"model '{name}' is not served here; this server serves {served} (see /v1/models)")
 
 
 def _encode_vector(vector: Any, encoding: str) -> Any:

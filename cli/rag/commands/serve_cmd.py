@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from rag.commands.common import warn
+from rag.commands.common import ProfileOption, warn
 from rag.errors import ConfigError
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -20,9 +20,13 @@ def command(
     ),
     max_batch: int = typer.Option(256, "--max-batch", min=1, help="Most texts per model call when batching concurrent requests."),
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", min=0.0, help="How long to gather concurrent requests into one batch."),
+    profile_path: str | None = ProfileOption,
 ) -> None:
-    """Serve local/all-MiniLM-L6-v2 and local/minilm-cosine: /v1/embeddings, /v1/rerank, /rerank, /v1/models, /health."""
+    """Serve local/all-MiniLM-L6-v2, local/minilm-cosine and the profile's model folders: /v1/embeddings, /v1/rerank, /v1/models."""
     from rag import server
+    from rag.profile import load_profile
+
+    profile = load_profile(profile_path)
 
     token = None
     if token_env:
@@ -32,7 +36,9 @@ def command(
     if host not in _LOOPBACK and token is None:
         warn(f"listening on {host} without --token-env: anyone who can reach this port can use the models")
     sock = server.bind(host, port)
-    app = server.create_app(token=token, max_batch=max_batch, max_wait=max_wait_ms / 1000)
+    app = server.create_app(profile=profile, token=token, max_batch=max_batch, max_wait=max_wait_ms / 1000)
     shown = f"[{host}]" if ":" in host else host
-    typer.echo(f"rag serve: http://{shown}:{sock.getsockname()[1]} (models: {server.EMBED_ID}, {server.RERANK_ID}); Ctrl-C stops", err=True)
+    typer.echo(
+        f"rag serve: http://{shown}:{sock.getsockname()[1]} (models: {', '.join(server.model_ids(profile))}); Ctrl-C stops", err=True
+    )
     server.run(app, sock)

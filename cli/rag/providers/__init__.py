@@ -21,11 +21,12 @@ from rag.providers.base import ChatModel, Embedder, Reranker
 
 if TYPE_CHECKING:
     from rag.http import CircuitBreaker, Endpoint
+    from rag.providers.local.onnx_folder import ModelFolder
 
 Sleep = Callable[[float], None]
 T = TypeVar("T")
 
-__all__ = ["make_chat", "make_embedder", "make_reranker"]
+__all__ = ["make_chat", "make_embedder", "make_reranker", "model_folder"]
 
 
 def make_embedder(profile: Profile, ref: str | None = None, *, sleep: Sleep = time.sleep) -> Embedder:
@@ -72,9 +73,7 @@ def _embedder(profile: Profile, ref: str, endpoints: _Endpoints) -> Embedder:
     kind = provider_config(profile, name).kind
     wanted = profile.embedding.dimensions
     if kind == "local":
-        from rag.providers.local import LOCAL_BATCH, LocalEmbedder
-
-        local = LocalEmbedder(model, batch_size=min(profile.embedding.batch_size, LOCAL_BATCH))
+        local = _local_embedder(profile, ref, name, model, sized=bool(wanted))
         if wanted and wanted != local.dimensions:
             where = profile.where("embedding.dimensions")
             raise ConfigError(f"{where}: embedding.dimensions is {wanted}, but {ref} gives {local.dimensions}")
@@ -90,6 +89,11 @@ def _reranker(profile: Profile, ref: str, endpoints: _Endpoints) -> Reranker:
     kind = provider_config(profile, name).kind
     max_tokens = profile.rerank.max_tokens_per_doc
     if kind == "local":
+        folder = model_folder(profile, ref, name, model)
+        if folder is not None:
+            from rag.providers.local.folder_models import FolderReranker
+
+            return FolderReranker(folder, max_tokens_per_doc=max_tokens)
         from rag.providers.local import LocalCosineReranker
 
         return LocalCosineReranker(model, max_tokens_per_doc=max_tokens)
@@ -111,6 +115,49 @@ def _chat(profile: Profile, ref: str, endpoints: _Endpoints) -> ChatModel:
 
     path = _path(CHAT_PATHS, kind, ref, "chat completions")
     return HttpChat(f"{name}/{model}", endpoints.get(name), model, path=path)
+
+
+# --------------------------------------------------------------------------- local models
+
+
+def _local_embedder(profile: Profile, ref: str, name: str, model: str, *, sized: bool = False) -> Embedder:
+    """The embedded MiniLM, or a model folder when the provider has a ``path``.
+
+    A folder's prompts (config_sentence_transformers.json) become the profile's
+    ``embedding.query_prefix`` / ``document_prefix`` unless the profile sets them
+    itself, so queries and documents are embedded the way the model was trained
+    and the index records the prefixes it was built with.
+    """
+    folder = model_folder(profile, ref, name, model)
+    if folder is None:
+        from rag.providers.local import LOCAL_BATCH, LocalEmbedder
+
+        return LocalEmbedder(model, batch_size=min(profile.embedding.batch_size, LOCAL_BATCH))
+    from rag.providers.local.folder_models import FolderEmbedder
+
+    if ref == profile.embedding.model:
+        e = profile.embedding
+        if folder.query_prompt is not None and "embedding.query_prefix" not in profile.lines:
+            e.query_prefix = folder.query_prompt
+        if folder.document_prompt is not None and "embedding.document_prefix" not in profile.lines:
+            e.document_prefix = folder.document_prompt
+    embedder = FolderEmbedder(folder)
+    if sized:
+        embedder.load()  # a folder model's size is known once it is loaded
+    return embedder
+
+
+def model_folder(profile: Profile, ref: str, name: str | None = None, model: str | None = None) -> ModelFolder | None:
+    """The folder ``ref`` names, or None for the embedded models and HTTP models (no local provider with a ``path``)."""
+    if name is None or model is None:
+        name, model = split_model(ref)
+    cfg = provider_config(profile, name)
+    if cfg.kind != "local" or not cfg.path:
+        return None
+    from rag.providers.local.onnx_folder import Defaults, locate
+
+    defaults = Defaults(pooling=cfg.pooling, normalize=cfg.normalize, max_tokens=cfg.max_tokens)
+    return locate(profile.resolve_path(cfg.path), ref, model, defaults)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -101,6 +101,12 @@ class Store:
                 f"uses {embedding['model']}{wanted}; re-index with: rag index --rebuild PATH "
                 f"(or point store.uri at another folder)"
             )
+        # The same model name with other vectors: a new graph of the embedded model, a changed model folder.
+        if built.get("version") and embedding.get("version") and built["version"] != embedding["version"]:
+            raise ModelMismatchError(
+                f"the index at {self.root} was built with {built.get('model')} version {built['version']}, but that model is now "
+                f"version {embedding['version']} and gives other vectors; re-index with: rag index --rebuild PATH"
+            )
 
     # ------------------------------------------------------------------ writing (hold the writer lock)
 
