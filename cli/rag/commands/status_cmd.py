@@ -20,6 +20,7 @@ def command(
         return
     from rich.console import Console
 
+    from rag.calibrate import describe_threshold
     from rag.render import display_path
 
     console = Console()
@@ -30,6 +31,7 @@ def command(
     ch = info["chunking"]
     console.print(f"[bold]chunking[/bold]   {ch.get('max_tokens')} tokens, overlap {ch.get('overlap')}, {ch.get('encoding')}")
     console.print(f"[bold]full-text[/bold]  {'current' if info['fts_current'] else 'stale: run rag index again'}")
+    console.print(f"[bold]no-answer[/bold]  {describe_threshold(info['threshold'])}", highlight=False)
     if files:
         for f in info["files"]:
             console.print(f"  {f['chunks']:>5}  {display_path(f['source'])}")

@@ -1,0 +1,190 @@
+"""How well ``rag ask`` knows when the documents do not answer: both error rates, per corpus and per method.
+
+    python bench/abstain_bench.py [--work DIR] [--corpora pkgdocs,scifact,samples,manpages] [--sweep]
+
+For each corpus (see bench/abstain_corpora.py) it asks the corpus's real questions
+and the held-out off-topic ones (bench/abstain/offtopic.txt) the way ``rag ask``
+retrieves them (hybrid, ask.top_k candidates, each with its cosine), and prints
+per method the threshold, the false-abstain rate on real questions and the
+false-answer rate on off-topic ones:
+
+- ``fixed 0.1``    the old default ask.threshold
+- ``fixed C``      one cosine for every corpus, C tuned on the dev corpus (pkgdocs)
+- ``z-score Z``    per query: (best - mean of the other candidates) / their std >= Z, Z tuned on pkgdocs
+- ``gap G``        per query: best - mean of the other candidates >= G, G tuned on pkgdocs
+- ``probe max``    the calibration's null distribution at its maximum, plus the margin
+- ``calibrated``   what rag ships (rag.calibrate: a quantile of the probes' best cosines plus a margin),
+                   computed by rag.calibrate.calibrate_store on the index itself
+
+Tuning picks the constant that minimises false-abstain + false-answer on pkgdocs;
+the other corpora are held out. The calibration probes (rag/probes.py) and the
+off-topic questions never overlap (checked below). ``--sweep`` also prints the
+calibrated rule's errors over a grid of quantiles and margins, per corpus.
+The work folder keeps the indexes between runs (the first run indexes SciFact: ~10 min).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from abstain_corpora import QUESTIONS, Corpus, prepare, read_questions  # noqa: E402
+
+from rag.calibrate import MARGIN, QUANTILE, calibrate, calibrate_store, null_scores, probe_vectors  # noqa: E402
+from rag.indexer import open_store  # noqa: E402
+from rag.probes import PROBES  # noqa: E402
+from rag.providers import make_embedder  # noqa: E402
+from rag.retrieve import Retriever  # noqa: E402
+
+DEV = "pkgdocs"
+
+
+@dataclass
+class Asked:
+    """One question's candidates as rag ask sees them before the gate: their cosines, best first."""
+
+    cosines: list[float]
+
+    @property
+    def best(self) -> float:
+        return self.cosines[0] if self.cosines else -1.0
+
+    def rest(self) -> list[float]:
+        return self.cosines[1:] or [0.0]
+
+    @property
+    def gap(self) -> float:
+        return self.best - statistics.fmean(self.rest())
+
+    @property
+    def z(self) -> float:
+        rest = self.rest()
+        return (self.best - statistics.fmean(rest)) / max(statistics.pstdev(rest), 1e-6)
+
+
+@dataclass
+class Measured:
+    corpus: Corpus
+    calibration: dict[str, object]
+    probe_best: np.ndarray
+    real: list[Asked]
+    off: list[Asked]
+
+
+def ask_all(retriever: Retriever, questions: list[str], top_k: int) -> list[Asked]:
+    out = []
+    for q in questions:
+        hits = retriever.search(q, mode="hybrid", top_k=top_k)
+        out.append(Asked(sorted((h.scores["dense"] for h in hits if "dense" in h.scores), reverse=True)))
+    return out
+
+
+def measure(corpus: Corpus, offtopic: list[str], limit: int | None) -> Measured:
+    profile = corpus.profile
+    store = open_store(profile)
+    embedder = make_embedder(profile)
+    started = time.perf_counter()
+    record = calibrate_store(store, embedder)
+    print(f"# {corpus.name}: calibrated in {time.perf_counter() - started:.2f} s: {record}", flush=True)
+    probe_best = null_scores(store.published(), probe_vectors(embedder, "", store.root))
+    retriever = Retriever(profile, store=store)
+    real = corpus.real[:limit] if limit else corpus.real
+    return Measured(corpus, record, probe_best, ask_all(retriever, real, profile.ask.top_k), ask_all(retriever, offtopic, profile.ask.top_k))
+
+
+Rule = Callable[[Asked], bool]  # True: answer
+
+
+def rates(m: Measured, answers: Rule) -> tuple[float, float]:
+    false_abstain = sum(not answers(a) for a in m.real) / len(m.real)
+    false_answer = sum(answers(a) for a in m.off) / len(m.off)
+    return false_abstain, false_answer
+
+
+def tune(dev: Measured, feature: Callable[[Asked], float]) -> float:
+    """The cut on ``feature`` that minimises false-abstain + false-answer on the dev corpus (midway between neighbours)."""
+    values = sorted({feature(a) for a in dev.real + dev.off})
+    cuts = [(x + y) / 2 for x, y in zip(values, values[1:], strict=False)] or values
+    return min(cuts, key=lambda c: (sum(rates(dev, lambda a, c=c: feature(a) >= c)), c))
+
+
+def report(measured: list[Measured], sweep: bool) -> None:
+    dev = next((m for m in measured if m.corpus.name == DEV), measured[0])
+    fixed = tune(dev, lambda a: a.best)
+    z = tune(dev, lambda a: a.z)
+    gap = tune(dev, lambda a: a.gap)
+    print(f"\ntuned on {dev.corpus.name}: fixed cosine {fixed:.3f}, z-score {z:.2f}, gap {gap:.3f}; calibrated: q{QUANTILE:g} + {MARGIN:g}")
+    print(f"\n{'corpus':<9} {'chunks':>7} {'real':>5} {'off':>4}  {'method':<14} {'threshold':>9}  {'false abstain':>13}  {'false answer':>12}")
+    totals: dict[str, list[float]] = {}
+    for m in measured:
+        cal_threshold = float(m.calibration["threshold"])  # type: ignore[arg-type]
+        probe_max = float(m.probe_best.max()) + MARGIN
+        methods: list[tuple[str, str, Rule]] = [
+            ("fixed 0.1", "0.100", lambda a: a.best >= 0.1),
+            (f"fixed {fixed:.2f}", f"{fixed:.3f}", lambda a: a.best >= fixed),
+            (f"z-score {z:.1f}", f"z>={z:.2f}", lambda a: a.z >= z),
+            (f"gap {gap:.2f}", f"{gap:.3f}", lambda a: a.gap >= gap),
+            ("probe max", f"{probe_max:.3f}", lambda a, t=probe_max: a.best >= t),
+            ("calibrated", f"{cal_threshold:.3f}", lambda a, t=cal_threshold: a.best >= t),
+        ]
+        for i, (name, shown, rule) in enumerate(methods):
+            fa, fw = rates(m, rule)
+            totals.setdefault(name.split()[0] if name.startswith(("fixed 0.", "z", "gap")) and name != "fixed 0.1" else name, []).append(fa + fw)
+            head = f"{m.corpus.name:<9} {int(m.calibration['chunks']):>7} {len(m.real):>5} {len(m.off):>4}" if i == 0 else " " * 28  # type: ignore[call-overload]
+            print(f"{head}  {name:<14} {shown:>9}  {_pct(fa, len(m.real)):>13}  {_pct(fw, len(m.off)):>12}")
+        real_best = [a.best for a in m.real]
+        off_best = [a.best for a in m.off]
+        print(
+            f"{'':<28}  best cosine: real median {np.median(real_best):.3f} (min {min(real_best):.3f}), "
+            f"off-topic median {np.median(off_best):.3f} (max {max(off_best):.3f}); probes q90 {np.quantile(m.probe_best, 0.9):.3f}"
+        )
+    print("\nmean of (false abstain + false answer) over the corpora:")
+    for name, values in totals.items():
+        print(f"  {name:<14} {statistics.fmean(values):.3f}")
+    if sweep:
+        _sweep(measured)
+
+
+def _sweep(measured: list[Measured]) -> None:
+    print("\ncalibrated rule, false abstain / false answer per corpus, over quantile and margin:")
+    for q in (0.5, 0.75, 0.9, 0.95, 1.0):
+        for margin in (0.0, 0.03, 0.05, 0.08, 0.1):
+            cells = []
+            for m in measured:
+                t = float(calibrate(m.probe_best, quantile=q, margin=margin)["threshold"])  # type: ignore[arg-type]
+                fa, fw = rates(m, lambda a, t=t: a.best >= t)
+                cells.append(f"{m.corpus.name} {fa:.2f}/{fw:.2f}")
+            print(f"  q{q:<4} +{margin:<4}  " + "  ".join(cells))
+
+
+def _pct(rate: float, n: int) -> str:
+    return f"{rate * 100:5.1f}% ({round(rate * n)}/{n})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/rag-abstain-bench"), help="where corpora and indexes are kept")
+    parser.add_argument("--corpora", default="pkgdocs,scifact,samples,manpages")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many real questions per corpus")
+    parser.add_argument("--sweep", action="store_true", help="also sweep the calibrated rule's quantile and margin")
+    args = parser.parse_args()
+    offtopic = read_questions(QUESTIONS / "offtopic.txt")
+    leaked = {q.lower().strip() for q in offtopic} & {p.lower().strip() for p in PROBES}
+    if leaked:
+        raise SystemExit(f"off-topic questions that are also calibration probes: {sorted(leaked)}")
+    corpora = prepare(args.work, args.corpora.split(","))
+    measured = [measure(c, offtopic, args.limit) for c in corpora]
+    report(measured, args.sweep)
+
+
+if __name__ == "__main__":
+    main()
