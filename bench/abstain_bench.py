@@ -12,6 +12,7 @@ false-answer rate on off-topic ones:
 - ``fixed C``      one cosine for every corpus, C tuned on the dev corpus (pkgdocs)
 - ``z-score Z``    per query: (best - mean of the other candidates) / their std >= Z, Z tuned on pkgdocs
 - ``gap G``        per query: best - mean of the other candidates >= G, G tuned on pkgdocs
+- ``fixed bm25 B``  the best full-text (BM25) score >= B, B tuned on pkgdocs (what a number gates in fts mode)
 - ``probe max``    the calibration's null distribution at its maximum, plus the margin
 - ``calibrated``   what rag ships (rag.calibrate: a quantile of the probes' best cosines plus a margin),
                    computed by rag.calibrate.calibrate_store on the index itself
@@ -26,8 +27,8 @@ The work folder keeps the indexes between runs (the first run indexes SciFact: ~
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,15 +36,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from abstain_corpora import QUESTIONS, Corpus, prepare, read_questions  # noqa: E402
-
-from rag.calibrate import MARGIN, QUANTILE, calibrate, calibrate_store, null_scores, probe_vectors  # noqa: E402
-from rag.indexer import open_store  # noqa: E402
-from rag.probes import PROBES  # noqa: E402
-from rag.providers import make_embedder  # noqa: E402
-from rag.retrieve import Retriever  # noqa: E402
+from abstain_corpora import QUESTIONS, Corpus, prepare, read_questions
+from rag.calibrate import MARGIN, QUANTILE, calibrate, calibrate_store, null_scores, probe_vectors
+from rag.indexer import open_store
+from rag.probes import PROBES
+from rag.providers import make_embedder
+from rag.retrieve import Retriever
 
 DEV = "pkgdocs"
 
@@ -53,6 +51,7 @@ class Asked:
     """One question's candidates as rag ask sees them before the gate: their cosines, best first."""
 
     cosines: list[float]
+    bm25: float  # the best full-text score among the candidates (0 when full text found nothing)
 
     @property
     def best(self) -> float:
@@ -84,7 +83,8 @@ def ask_all(retriever: Retriever, questions: list[str], top_k: int) -> list[Aske
     out = []
     for q in questions:
         hits = retriever.search(q, mode="hybrid", top_k=top_k)
-        out.append(Asked(sorted((h.scores["dense"] for h in hits if "dense" in h.scores), reverse=True)))
+        cosines = sorted((h.scores["dense"] for h in hits if "dense" in h.scores), reverse=True)
+        out.append(Asked(cosines, max((h.scores["fts"] for h in hits if "fts" in h.scores), default=0.0)))
     return out
 
 
@@ -98,7 +98,9 @@ def measure(corpus: Corpus, offtopic: list[str], limit: int | None) -> Measured:
     probe_best = null_scores(store.published(), probe_vectors(embedder, "", store.root))
     retriever = Retriever(profile, store=store)
     real = corpus.real[:limit] if limit else corpus.real
-    return Measured(corpus, record, probe_best, ask_all(retriever, real, profile.ask.top_k), ask_all(retriever, offtopic, profile.ask.top_k))
+    return Measured(
+        corpus, record, probe_best, ask_all(retriever, real, profile.ask.top_k), ask_all(retriever, offtopic, profile.ask.top_k)
+    )
 
 
 Rule = Callable[[Asked], bool]  # True: answer
@@ -113,7 +115,7 @@ def rates(m: Measured, answers: Rule) -> tuple[float, float]:
 def tune(dev: Measured, feature: Callable[[Asked], float]) -> float:
     """The cut on ``feature`` that minimises false-abstain + false-answer on the dev corpus (midway between neighbours)."""
     values = sorted({feature(a) for a in dev.real + dev.off})
-    cuts = [(x + y) / 2 for x, y in zip(values, values[1:], strict=False)] or values
+    cuts = [(x + y) / 2 for x, y in itertools.pairwise(values)] or values
     return min(cuts, key=lambda c: (sum(rates(dev, lambda a, c=c: feature(a) >= c)), c))
 
 
@@ -122,32 +124,35 @@ def report(measured: list[Measured], sweep: bool) -> None:
     fixed = tune(dev, lambda a: a.best)
     z = tune(dev, lambda a: a.z)
     gap = tune(dev, lambda a: a.gap)
-    print(f"\ntuned on {dev.corpus.name}: fixed cosine {fixed:.3f}, z-score {z:.2f}, gap {gap:.3f}; calibrated: q{QUANTILE:g} + {MARGIN:g}")
-    print(f"\n{'corpus':<9} {'chunks':>7} {'real':>5} {'off':>4}  {'method':<14} {'threshold':>9}  {'false abstain':>13}  {'false answer':>12}")
+    bm25 = tune(dev, lambda a: a.bm25)
+    print(f"\nconstants tuned on {dev.corpus.name}; calibrated = q{QUANTILE:g} of the probes' best cosines + {MARGIN:g}, per index")
+    print(
+        f"\n{'corpus':<9} {'chunks':>7} {'real':>5} {'off':>4}  {'method':<14} {'threshold':>9}  {'false abstain':>14}  {'false answer':>13}"
+    )
     totals: dict[str, list[float]] = {}
     for m in measured:
-        cal_threshold = float(m.calibration["threshold"])  # type: ignore[arg-type]
+        calibrated = float(m.calibration["threshold"])  # type: ignore[arg-type]
         probe_max = float(m.probe_best.max()) + MARGIN
         methods: list[tuple[str, str, Rule]] = [
             ("fixed 0.1", "0.100", lambda a: a.best >= 0.1),
-            (f"fixed {fixed:.2f}", f"{fixed:.3f}", lambda a: a.best >= fixed),
-            (f"z-score {z:.1f}", f"z>={z:.2f}", lambda a: a.z >= z),
-            (f"gap {gap:.2f}", f"{gap:.3f}", lambda a: a.gap >= gap),
+            ("fixed cosine", f"{fixed:.3f}", lambda a: a.best >= fixed),
+            ("z-score", f"{z:.2f}", lambda a: a.z >= z),
+            ("gap", f"{gap:.3f}", lambda a: a.gap >= gap),
+            ("fixed bm25", f"{bm25:.2f}", lambda a: a.bm25 >= bm25),
             ("probe max", f"{probe_max:.3f}", lambda a, t=probe_max: a.best >= t),
-            ("calibrated", f"{cal_threshold:.3f}", lambda a, t=cal_threshold: a.best >= t),
+            ("calibrated", f"{calibrated:.3f}", lambda a, t=calibrated: a.best >= t),
         ]
         for i, (name, shown, rule) in enumerate(methods):
             fa, fw = rates(m, rule)
-            totals.setdefault(name.split()[0] if name.startswith(("fixed 0.", "z", "gap")) and name != "fixed 0.1" else name, []).append(fa + fw)
-            head = f"{m.corpus.name:<9} {int(m.calibration['chunks']):>7} {len(m.real):>5} {len(m.off):>4}" if i == 0 else " " * 28  # type: ignore[call-overload]
-            print(f"{head}  {name:<14} {shown:>9}  {_pct(fa, len(m.real)):>13}  {_pct(fw, len(m.off)):>12}")
-        real_best = [a.best for a in m.real]
-        off_best = [a.best for a in m.off]
+            totals.setdefault(name, []).append(fa + fw)
+            head = f"{m.corpus.name:<9} {m.calibration['chunks']!s:>7} {len(m.real):>5} {len(m.off):>4}" if i == 0 else ""
+            print(f"{head:<28}  {name:<14} {shown:>9}  {_pct(fa, len(m.real)):>14}  {_pct(fw, len(m.off)):>13}")
+        real, off = [a.best for a in m.real], [a.best for a in m.off]
         print(
-            f"{'':<28}  best cosine: real median {np.median(real_best):.3f} (min {min(real_best):.3f}), "
-            f"off-topic median {np.median(off_best):.3f} (max {max(off_best):.3f}); probes q90 {np.quantile(m.probe_best, 0.9):.3f}"
+            f"{'':<28}  best cosine: real median {np.median(real):.3f}, min {min(real):.3f}; "
+            f"off-topic median {np.median(off):.3f}, max {max(off):.3f}; probes median {np.median(m.probe_best):.3f}"
         )
-    print("\nmean of (false abstain + false answer) over the corpora:")
+    print("\nmean over the corpora of false abstain + false answer:")
     for name, values in totals.items():
         print(f"  {name:<14} {statistics.fmean(values):.3f}")
     if sweep:

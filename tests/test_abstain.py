@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from clirun import rag, write
 from fault_server import FaultServer, Reply
-
 from rag.ask import NO_ANSWER
 from rag.calibrate import DEFAULT_THRESHOLD, best_scores, calibrate
 from rag.errors import NO_ANSWER_EXIT, ConfigError
@@ -106,7 +106,8 @@ def test_a_number_overrides_the_calibration(indexed: Path, tmp_path: Path) -> No
     assert strict.code == 10 and strict.json()["retrieved"]["threshold"]["source"] == "--threshold"
     status = rag("status", "--json", "--profile", profile, cwd=tmp_path).json()["threshold"]
     assert status["value"] == -1.0 and status["source"] == "ask.threshold" and status["calibration"]["threshold"] == calibrated
-    assert f"no-answer  -1 from ask.threshold (calibrated {calibrated:.3f}, unused)\n" in rag("status", "--profile", profile, cwd=tmp_path).out
+    shown = rag("status", "--profile", profile, cwd=tmp_path).out
+    assert f"no-answer  -1 from ask.threshold (calibrated {calibrated:.3f}, unused)\n" in shown
 
 
 def test_reranked_and_full_text_asks_gate_on_the_cosine(indexed: Path, tmp_path: Path) -> None:

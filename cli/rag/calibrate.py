@@ -119,7 +119,7 @@ def threshold_info(setting: float | str, meta: dict[str, Any]) -> dict[str, Any]
 
 def describe_threshold(info: dict[str, Any]) -> str:
     """One line for ``rag status`` from :func:`threshold_info` (fits 80 columns after its label)."""
-    value, record = info["value"], info.get("calibration")
+    value, record = info["value"], info.get("calibration") or {}
     if info["source"] == "calibrated":
         return f"cosine {value:.3f}, calibrated for this index ({record['probes']} probes)"
     if info["source"] == "default":
@@ -130,10 +130,10 @@ def describe_threshold(info: dict[str, Any]) -> str:
 
 def is_current(record: dict[str, Any] | None, embedder: Embedder) -> bool:
     """Whether ``record`` was made with this model and this probe bank."""
-    return bool(record) and record.get("method") == METHOD and record.get("bank") == bank_version() and (
-        record.get("model"),
-        record.get("model_version"),
-    ) == (embedder.ref, embedder.version)
+    if not record:
+        return False
+    made_with = (record.get("method"), record.get("bank"), record.get("model"), record.get("model_version"))
+    return made_with == (METHOD, bank_version(), embedder.ref, embedder.version)
 
 
 def update_calibration(store: Any, embedder: Embedder, *, changed: bool, warn: Callable[[str], None]) -> dict[str, Any] | None:
