@@ -77,6 +77,7 @@ class Measured:
     probe_best: np.ndarray
     real: list[Asked]
     off: list[Asked]
+    questions: dict[str, list[str]]  # "false abstain": the real questions, "false answer": the off-topic ones
 
 
 def ask_all(retriever: Retriever, questions: list[str], top_k: int) -> list[Asked]:
@@ -98,9 +99,8 @@ def measure(corpus: Corpus, offtopic: list[str], limit: int | None) -> Measured:
     probe_best = null_scores(store.published(), probe_vectors(embedder, "", store.root))
     retriever = Retriever(profile, store=store)
     real = corpus.real[:limit] if limit else corpus.real
-    return Measured(
-        corpus, record, probe_best, ask_all(retriever, real, profile.ask.top_k), ask_all(retriever, offtopic, profile.ask.top_k)
-    )
+    asked_real, asked_off = ask_all(retriever, real, profile.ask.top_k), ask_all(retriever, offtopic, profile.ask.top_k)
+    return Measured(corpus, record, probe_best, asked_real, asked_off, {"false abstain": real, "false answer": offtopic})
 
 
 Rule = Callable[[Asked], bool]  # True: answer
@@ -148,6 +148,13 @@ def report(measured: list[Measured], sweep: bool) -> None:
             head = f"{m.corpus.name:<9} {m.calibration['chunks']!s:>7} {len(m.real):>5} {len(m.off):>4}" if i == 0 else ""
             print(f"{head:<28}  {name:<14} {shown:>9}  {_pct(fa, len(m.real)):>14}  {_pct(fw, len(m.off)):>13}")
         real, off = [a.best for a in m.real], [a.best for a in m.off]
+        for kind, asked, wrong in (
+            ("false abstain", m.real, lambda a, t=calibrated: a.best < t),
+            ("false answer", m.off, lambda a, t=calibrated: a.best >= t),
+        ):
+            for question, a in zip(m.questions[kind], asked, strict=True):
+                if wrong(a):
+                    print(f"{'':<28}  calibrated, {kind} ({a.best:.3f}): {question}")
         print(
             f"{'':<28}  best cosine: real median {np.median(real):.3f}, min {min(real):.3f}; "
             f"off-topic median {np.median(off):.3f}, max {max(off):.3f}; probes median {np.median(m.probe_best):.3f}"
