@@ -211,10 +211,10 @@ class Asker:
 
     def _add_cosines(self, question: str, hits: list[Hit], trail: Trail) -> None:
         """Give full-text hits their cosine, for the calibrated gate: embeds the question (fts mode does not)."""
-        spent = _copy(self.retriever.usage)
-        self.retriever.embed_query(question)
-        self.retriever._fill_cosine(hits)
-        trail.ledger.add("embed", _minus(self.retriever.usage, spent))
+        spent = self.retriever.usage.copy()
+        vector = self.retriever.embed_queries([question])[0]
+        self.retriever._fill_cosine(hits, vector)
+        trail.ledger.add("embed", self.retriever.usage - spent)
 
     def _generate(self, question: str, hits: list[Hit], settings: Settings, trail: Trail, on_delta: Delta | None) -> AskResult:
         assert self.chat is not None

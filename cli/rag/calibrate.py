@@ -26,15 +26,18 @@ vectors are cached beside the index, keyed by the model.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rag.errors import RagError
 from rag.probes import PROBES, bank_version
 from rag.providers.base import Embedder, Vectors
+
+if TYPE_CHECKING:
+    from rag.store import Snapshot, Store
 
 METHOD = "probe-quantile"
 QUANTILE = 0.9
@@ -44,6 +47,7 @@ MARGIN = 0.05
 DEFAULT_THRESHOLD = 0.3
 BATCH_ROWS = 8192  # vectors read at a time: memory stays flat whatever the size of the table
 PROBE_CACHE = "calibration-probes.npz"
+PROBE_BATCH = 64
 
 
 def best_scores(probes: Vectors, batches: Iterable[Vectors]) -> np.ndarray:
@@ -71,30 +75,38 @@ def calibrate(best: np.ndarray, *, quantile: float = QUANTILE, margin: float = M
     }
 
 
-def calibrate_store(store: Any, embedder: Embedder) -> dict[str, Any]:
-    """Calibrate the published version of ``store`` (a :class:`rag.store.Store`) for questions embedded by ``embedder``."""
+def calibrate_store(store: Store, embedder: Embedder) -> dict[str, Any]:
+    """Calibrate the published version of ``store`` for questions embedded by ``embedder``."""
     started = time.perf_counter()
-    dataset = store.published()
-    total = int(dataset.count_rows())
+    snapshot = store.published()
+    total = snapshot.count()
     if total == 0:
         raise RagError(f"the index at {store.root} is empty: nothing to calibrate")
     prefix = str((store.meta().get("embedding") or {}).get("query_prefix") or "")
-    best = null_scores(dataset, probe_vectors(embedder, prefix, store.root))
-    record = calibrate(best)
+    record = calibrate(null_scores(snapshot, probe_vectors(embedder, prefix, store.root)))
     record.update(
         model=embedder.ref,
         model_version=embedder.version,
         chunks=total,
-        version=int(dataset.version),
+        version=snapshot.version,
         seconds=round(time.perf_counter() - started, 3),
     )
     return record
 
 
-def null_scores(dataset: Any, probes: Vectors) -> np.ndarray:
-    """Each probe's best cosine over a lance dataset's vectors: one streamed pass, a matrix product per batch."""
-    batches = (_vectors(b) for b in dataset.to_batches(columns=["vector"], batch_size=BATCH_ROWS))
-    return best_scores(probes, batches)
+def null_scores(snapshot: Snapshot, probes: Vectors) -> np.ndarray:
+    """Each probe's best cosine over one version's vectors: one streamed pass, a matrix product per batch."""
+
+    def batches() -> Iterator[Vectors]:
+        try:
+            for batch in snapshot.dataset.to_batches(columns=["vector"], batch_size=BATCH_ROWS):
+                yield _vectors(batch)
+        except (OSError, ValueError) as exc:  # lance: a data file gone or torn
+            from rag.store import damaged
+
+            raise damaged(snapshot.root, exc) from exc
+
+    return best_scores(probes, batches())
 
 
 def auto_threshold(meta: dict[str, Any]) -> tuple[float, str]:
@@ -136,18 +148,20 @@ def is_current(record: dict[str, Any] | None, embedder: Embedder) -> bool:
     return made_with == (METHOD, bank_version(), embedder.ref, embedder.version)
 
 
-def update_calibration(store: Any, embedder: Embedder, *, changed: bool, warn: Callable[[str], None]) -> dict[str, Any] | None:
+def update_calibration(store: Store, embedder: Embedder, *, changed: bool, warn: Callable[[str], None]) -> dict[str, Any] | None:
     """Recalibrate after a run that changed the index, or when the calibration is missing or stale; record it in the meta.
 
     Never fails the run: the data is committed by now. A failure warns in one line,
     keeps the old record, and the next ``rag index`` tries again.
     """
+    if not store.exists():
+        return None
     meta = store.meta()
     old = meta.get("calibration")
-    if not changed and is_current(old, embedder):
-        return dict(old)
+    if not changed and isinstance(old, dict) and is_current(old, embedder):
+        return old
     try:
-        record = calibrate_store(store, embedder) if store.published().count_rows() else None
+        record = calibrate_store(store, embedder) if store.published().count() else None
     except RagError as err:
         kept = "the last calibration" if old else f"the default {DEFAULT_THRESHOLD}"
         warn(f"could not calibrate the no-answer threshold ({err}); rag ask uses {kept} until the next rag index")
@@ -172,8 +186,10 @@ def probe_vectors(embedder: Embedder, query_prefix: str, folder: Path | None = N
                     return np.asarray(cached["vectors"], dtype=np.float32)
         except (OSError, ValueError, KeyError):
             pass  # a torn or foreign file: embed again and overwrite it
-    texts = [query_prefix + p for p in PROBES]
-    vectors = np.concatenate([np.asarray(embedder.embed_batch(texts[i : i + 64]).vectors, np.float32) for i in range(0, len(texts), 64)])
+    from rag.embed import EmbedService
+
+    service = EmbedService(embedder, batch_size=PROBE_BATCH)
+    vectors = service.embed([query_prefix + p for p in PROBES])
     if path is not None:
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(tmp, key=np.array(key), vectors=vectors)
