@@ -144,6 +144,25 @@ def test_an_index_without_calibration_uses_the_default_until_reindexed(tmp_path:
     assert rag("status", "--json", cwd=tmp_path).json()["threshold"]["source"] == "calibrated"
 
 
+def test_the_calibration_is_redone_once_a_tenth_of_the_index_changed(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    for i in range(30):  # one chunk each: a tenth is 3 chunks
+        write(docs / f"part{i:02d}.md", f"# Part {i}\n\nquokka keeps snapshot number {i} in its own folder.\n")
+    assert rag("index", "docs", cwd=tmp_path).code == 0
+    first = meta(tmp_path)["calibration"]
+    assert first["chunks"] == 30 and "pending" not in first
+
+    write(docs / "part00.md", "# Part 0\n\nquokka keeps the first snapshot in its own folder.\n")
+    assert rag("index", "docs", cwd=tmp_path).code == 0
+    drifted = meta(tmp_path)["calibration"]  # one chunk out, one in: 2 of 30, below a tenth
+    assert drifted == {**first, "pending": 2}
+
+    write(docs / "part01.md", "# Part 1\n\nquokka keeps the second snapshot in its own folder.\n")
+    assert rag("index", "docs", cwd=tmp_path).code == 0
+    redone = meta(tmp_path)["calibration"]  # 4 of 30 changed since the last calibration
+    assert "pending" not in redone and redone["version"] > first["version"]
+
+
 class ProbesFail(FaultServer):
     """Embeds documents, but fails every batch holding a calibration probe."""
 

@@ -303,7 +303,7 @@ def _run(profile: Profile, table: str | None, plan: Any, *, rebuild: bool, event
             report.usage, report.cache_hits = service.usage, service.cache_hits
             report.embedding_calls, report.embedded_texts = service.usage.calls, service.embedded
         _finish(store, profile, settings, writer, report, planned, ev, publish=True)
-        update_calibration(store, embedder, changed=bool(writer.commits), warn=ev.warn)
+        update_calibration(store, embedder, changed=report.chunks_added + report.chunks_removed, warn=ev.warn)
         report.embedding = {**info, "dimensions": writer.dim or info["dimensions"]}
     report.seconds = time.perf_counter() - started
     return report
