@@ -159,6 +159,9 @@ def report(measured: list[Measured], sweep: bool) -> None:
             f"{'':<28}  best cosine: real median {np.median(real):.3f}, min {min(real):.3f}; "
             f"off-topic median {np.median(off):.3f}, max {max(off):.3f}; probes median {np.median(m.probe_best):.3f}"
         )
+        top_n = m.corpus.profile.ask.top_n
+        kept = {t: statistics.fmean(min(top_n, sum(c >= t for c in a.cosines)) for a in m.real) for t in (0.1, calibrated)}
+        print(f"{'':<28}  sources kept per real question (of {top_n}): {kept[0.1]:.2f} at 0.1, {kept[calibrated]:.2f} calibrated")
         own = tune(m, lambda a: a.best)
         fa, fw = rates(m, lambda a, t=own: a.best >= t)
         print(f"{'':<28}  this corpus's own best cosine cut (hindsight): {own:.3f}, {fa * 100:.1f}% / {fw * 100:.1f}%")
