@@ -9,6 +9,7 @@ per method the threshold, the false-abstain rate on real questions and the
 false-answer rate on off-topic ones:
 
 - ``fixed 0.1``    the old default ask.threshold
+- ``default 0.3``  what an index without a calibration (built before rag calibrated) uses
 - ``fixed C``      one cosine for every corpus, C tuned on the dev corpus (pkgdocs)
 - ``z-score Z``    per query: (best - mean of the other candidates) / their std >= Z, Z tuned on pkgdocs
 - ``gap G``        per query: best - mean of the other candidates >= G, G tuned on pkgdocs
@@ -37,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from abstain_corpora import QUESTIONS, Corpus, prepare, read_questions
-from rag.calibrate import MARGIN, QUANTILE, calibrate, calibrate_store, null_scores, probe_vectors
+from rag.calibrate import DEFAULT_THRESHOLD, MARGIN, QUANTILE, calibrate, calibrate_store, null_scores, probe_vectors
 from rag.indexer import open_store
 from rag.probes import PROBES
 from rag.providers import make_embedder
@@ -127,7 +128,7 @@ def report(measured: list[Measured], sweep: bool) -> None:
     bm25 = tune(dev, lambda a: a.bm25)
     print(f"\nconstants tuned on {dev.corpus.name}; calibrated = q{QUANTILE:g} of the probes' best cosines + {MARGIN:g}, per index")
     print(
-        f"\n{'corpus':<9} {'chunks':>7} {'real':>5} {'off':>4}  {'method':<14} {'threshold':>9}  {'false abstain':>14}  {'false answer':>13}"
+        f"\n{'corpus':<12} {'chunks':>7} {'real':>5} {'off':>4}  {'method':<14} {'threshold':>9}  {'false abstain':>14}  {'false answer':>13}"
     )
     totals: dict[str, list[float]] = {}
     for m in measured:
@@ -135,6 +136,7 @@ def report(measured: list[Measured], sweep: bool) -> None:
         probe_max = float(m.probe_best.max()) + MARGIN
         methods: list[tuple[str, str, Rule]] = [
             ("fixed 0.1", "0.100", lambda a: a.best >= 0.1),
+            (f"default {DEFAULT_THRESHOLD:g}", f"{DEFAULT_THRESHOLD:.3f}", lambda a: a.best >= DEFAULT_THRESHOLD),
             ("fixed cosine", f"{fixed:.3f}", lambda a: a.best >= fixed),
             ("z-score", f"{z:.2f}", lambda a: a.z >= z),
             ("gap", f"{gap:.3f}", lambda a: a.gap >= gap),
@@ -145,8 +147,8 @@ def report(measured: list[Measured], sweep: bool) -> None:
         for i, (name, shown, rule) in enumerate(methods):
             fa, fw = rates(m, rule)
             totals.setdefault(name, []).append(fa + fw)
-            head = f"{m.corpus.name:<9} {m.calibration['chunks']!s:>7} {len(m.real):>5} {len(m.off):>4}" if i == 0 else ""
-            print(f"{head:<28}  {name:<14} {shown:>9}  {_pct(fa, len(m.real)):>14}  {_pct(fw, len(m.off)):>13}")
+            head = f"{m.corpus.name:<12} {m.calibration['chunks']!s:>7} {len(m.real):>5} {len(m.off):>4}" if i == 0 else ""
+            print(f"{head:<31}  {name:<14} {shown:>9}  {_pct(fa, len(m.real)):>14}  {_pct(fw, len(m.off)):>13}")
         real, off = [a.best for a in m.real], [a.best for a in m.off]
         for kind, asked, wrong in (
             ("false abstain", m.real, lambda a, t=calibrated: a.best < t),
@@ -154,17 +156,17 @@ def report(measured: list[Measured], sweep: bool) -> None:
         ):
             for question, a in zip(m.questions[kind], asked, strict=True):
                 if wrong(a):
-                    print(f"{'':<28}  calibrated, {kind} ({a.best:.3f}): {question}")
+                    print(f"{'':<31}  calibrated, {kind} ({a.best:.3f}): {question}")
         print(
-            f"{'':<28}  best cosine: real median {np.median(real):.3f}, min {min(real):.3f}; "
+            f"{'':<31}  best cosine: real median {np.median(real):.3f}, min {min(real):.3f}; "
             f"off-topic median {np.median(off):.3f}, max {max(off):.3f}; probes median {np.median(m.probe_best):.3f}"
         )
         top_n = m.corpus.profile.ask.top_n
         kept = {t: statistics.fmean(min(top_n, sum(c >= t for c in a.cosines)) for a in m.real) for t in (0.1, calibrated)}
-        print(f"{'':<28}  sources kept per real question (of {top_n}): {kept[0.1]:.2f} at 0.1, {kept[calibrated]:.2f} calibrated")
+        print(f"{'':<31}  sources kept per real question (of {top_n}): {kept[0.1]:.2f} at 0.1, {kept[calibrated]:.2f} calibrated")
         own = tune(m, lambda a: a.best)
         fa, fw = rates(m, lambda a, t=own: a.best >= t)
-        print(f"{'':<28}  this corpus's own best cosine cut (hindsight): {own:.3f}, {fa * 100:.1f}% / {fw * 100:.1f}%")
+        print(f"{'':<31}  this corpus's own best cosine cut (hindsight): {own:.3f}, {fa * 100:.1f}% / {fw * 100:.1f}%")
     print("\nmean over the corpora of false abstain + false answer:")
     for name, values in totals.items():
         print(f"  {name:<14} {statistics.fmean(values):.3f}")
@@ -214,7 +216,7 @@ def _pct(rate: float, n: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/rag-abstain-bench"), help="where corpora and indexes are kept")
-    parser.add_argument("--corpora", default="pkgdocs,scifact,samples,manpages")
+    parser.add_argument("--corpora", default="pkgdocs,pkgdocs-lean,scifact,samples,manpages")
     parser.add_argument("--limit", type=int, default=None, help="at most this many real questions per corpus")
     parser.add_argument("--sweep", action="store_true", help="also sweep the calibrated rule's quantile and margin")
     parser.add_argument("--scale", type=int, default=0, help="only time the calibration pass over a synthetic table of this many rows")

@@ -1,6 +1,8 @@
 """The corpora bench/abstain_bench.py measures on, built and indexed under a work folder (reused between runs).
 
 - pkgdocs   /work/corpus/pkgdocs: docs folders of eight Python packages, as a user indexes them
+- pkgdocs-lean  the same without theme files, style sheets, SVG and Sphinx build output (the default
+            excludes issue 10 asks for; see LEAN_EXCLUDE), to show what such junk does to the calibration
 - scifact   BEIR SciFact abstracts (../shared/data/scifact-dev), indexed as ``rag eval`` does
 - samples   the repo's samples/ folder (5 documents)
 - manpages  man pages rendered from this machine (bench/abstain/manpages.pages names them): terse reference prose
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +27,13 @@ if not SCIFACT.is_dir():
     SCIFACT = Path("/work/shared/data/scifact-dev")
 
 
+# Sphinx theme scripts (icon names such as "lemon" or "globe-africa"), style sheets, SVG path data, build copies.
+LEAN_EXCLUDE = [
+    *("*.svg", "*.css", "*.map", "*.min.js", "*.afdesign"),
+    *("_static/", "_build/", "_sources/", "searchindex.js", "objects.inv", "genindex.html", "py-modindex.html"),
+]
+
+
 @dataclass
 class Corpus:
     name: str
@@ -32,7 +42,10 @@ class Corpus:
 
 
 def profile_for(work: Path, name: str) -> Profile:
-    return Profile(store=dataclasses.replace(StoreConfig(), uri=str(work / name / ".rag")), base_dir=work / name)
+    profile = Profile(store=dataclasses.replace(StoreConfig(), uri=str(work / name / ".rag")), base_dir=work / name)
+    if name == "pkgdocs-lean":
+        profile.sources = dataclasses.replace(profile.sources, exclude=LEAN_EXCLUDE)
+    return profile
 
 
 def read_questions(path: Path) -> list[str]:
@@ -73,9 +86,11 @@ def prepare(work: Path, names: list[str], verbose: bool = True) -> list[Corpus]:
             report = index_documents(profile, iter_corpus(SCIFACT), prune=True)
             real = list(load_beir(SCIFACT, "train").queries.values())
         else:
-            folder = {"pkgdocs": PKGDOCS, "samples": REPO / "samples"}.get(name) or build_manpages(work / "manpages-src")
-            report = index_paths(profile, [folder])
-            real = read_questions(QUESTIONS / f"{name}.txt")
+            if name == "pkgdocs-lean" and not (work / name).exists() and (work / "pkgdocs").exists():
+                shutil.copytree(work / "pkgdocs", work / name)  # its index and embeddings: this run only deletes
+            folder = {"pkgdocs": PKGDOCS, "pkgdocs-lean": PKGDOCS, "samples": REPO / "samples"}.get(name)
+            report = index_paths(profile, [folder or build_manpages(work / "manpages-src")])
+            real = read_questions(QUESTIONS / f"{name.removesuffix('-lean')}.txt")
         if verbose:
             print(f"# {name}: {report.chunks_total} chunks, indexed {report.files_indexed} files in {report.seconds:.1f} s", flush=True)
         corpora.append(Corpus(name, profile, real))
