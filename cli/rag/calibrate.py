@@ -12,8 +12,9 @@ high quantile of those draws plus a margin::
 
 A quantile rather than the maximum, so the few probes that happen to be
 on-topic for a corpus (a medical probe against biomedical abstracts) do not
-lift it. ``bench/abstain_bench.py`` chose Q and MARGIN and compares the rule
-with a fixed cosine, a per-query z-score and a gap statistic on four corpora.
+lift it. Q and MARGIN were set before measuring; ``bench/abstain_bench.py``
+measures the rule on five corpora against a fixed cosine, a per-query z-score,
+a gap statistic and a BM25 cut, and sweeps Q and MARGIN.
 
 The core (:func:`best_scores`, :func:`calibrate`) is pure. :func:`calibrate_store`
 reads every published vector once, in batches, and takes one matrix product
@@ -210,10 +211,10 @@ def probe_vectors(embedder: Embedder, query_prefix: str, folder: Path | None = N
 
 
 def _vectors(batch: Any) -> Vectors:
+    """A record batch's fixed-size-list ``vector`` column as one (rows, dims) array."""
     column = batch.column("vector")
-    dim = column.type.list_size
-    flat = column.combine_chunks().flatten() if hasattr(column, "combine_chunks") else column.flatten()
-    return np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
+    flat = column.flatten().to_numpy(zero_copy_only=False)
+    return np.asarray(flat, dtype=np.float32).reshape(-1, column.type.list_size)
 
 
 def _unit(vectors: Vectors) -> Vectors:
