@@ -134,7 +134,10 @@ def test_trace_lines_for_ask_and_query(tmp_path: Path) -> None:
     ask, no_answer, query = lines
     assert ask["query"] == "what do foxes eat?" and ask["outcome"] == "answered" and ask["extractive"]
     assert ask["models"]["embedding"]["version"] and ask["retrieved"]["candidates"][0]["id"]
-    assert ask["retrieved"]["threshold"]["value"] == 0.1 and ask["cited"]
+    calibrated = json.loads((tmp_path / ".rag" / "chunks.meta.json").read_text())["calibration"]["threshold"]
+    gate = ask["retrieved"]["threshold"]
+    assert (gate["value"], gate["score"], gate["source"]) == (calibrated, "dense", "calibrated")
+    assert ask["cited"]
     assert ask["cache"] == {"enabled": True, "hit": False} and "embed" in ask["usage"]
     assert {"freshness", "retrieve", "extract", "total"} <= set(ask["latency_ms"]) and ask["ts"]
     assert no_answer["outcome"] == "no_answer" and no_answer["retrieved"]["threshold"]["dropped"]

@@ -26,6 +26,7 @@ import pytest
 
 from clirun import Result, rag, write
 from fault_server import FaultServer, Reply, fake_vector
+from rag.probes import PROBES
 
 PATH = "/v1/embeddings"
 FILES = 24
@@ -97,7 +98,8 @@ def cached_shas(root: Path) -> set[str]:
 
 
 def sent_texts(provider: FaultServer, since: int = 0) -> list[str]:
-    return [text for seen in provider.seen[since:] if seen.path == PATH for text in seen.body["input"]]
+    """The chunk texts sent to be embedded (not the probe questions the index is calibrated with)."""
+    return [text for seen in provider.seen[since:] if seen.path == PATH for text in seen.body["input"] if text not in PROBES]
 
 
 def sha(text: str) -> str:

@@ -17,6 +17,8 @@ from rag.profile import RETRIEVAL_MODES, Profile
 from rag.prompt import Numbered
 from rag.usage import Ledger
 
+AUTO = "auto"
+
 
 @dataclass
 class Settings:
@@ -24,7 +26,7 @@ class Settings:
 
     top_k: int
     top_n: int
-    threshold: float
+    threshold: float | str  # a number, or "auto": the index's calibrated threshold (see rag.calibrate)
     mode: str | None = None
     where: str | None = None
     model: str | None = None  # chat model; None = chat.model
@@ -33,6 +35,7 @@ class Settings:
     extractive: bool = False  # answer extractively even when a chat model is configured
     stream: bool = True
     refresh: bool = False
+    threshold_from: str = "ask.threshold"  # where a number came from: ask.threshold or --threshold
 
     @classmethod
     def from_profile(cls, profile: Profile, **overrides: Any) -> Settings:
@@ -43,6 +46,8 @@ class Settings:
             "stream": profile.chat.stream,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if overrides.get("threshold") is not None:
+            values.setdefault("threshold_from", "--threshold")
         return cls(**values)
 
     def validate(self) -> None:
@@ -52,6 +57,8 @@ class Settings:
             raise UsageError(f"--top-n must be at least 1, not {self.top_n}")
         if self.mode is not None and self.mode not in RETRIEVAL_MODES:
             raise UsageError(f"--mode must be one of {', '.join(RETRIEVAL_MODES)}, not '{self.mode}'")
+        if isinstance(self.threshold, str) and self.threshold != AUTO:
+            raise UsageError(f"the threshold must be a number or {AUTO}, not '{self.threshold}'")
 
     def as_dict(self) -> dict[str, Any]:
         return {"top_k": self.top_k, "top_n": self.top_n, "threshold": self.threshold, "mode": self.mode, "where": self.where}
@@ -84,7 +91,7 @@ class AskResult:
             "extractive": self.extractive,
             "no_answer": self.no_answer,
             **({"weak": self.weak} if self.extractive else {}),
-            "citations": [citation(s, t.threshold_kind, s.n in self.cited) for s in self.sources],
+            "citations": [citation(s, t.score_kind, s.n in self.cited) for s in self.sources],
             "invalid_citations": self.invalid,
             "retrieved": t.retrieved(),
             "models": t.models,
@@ -127,7 +134,12 @@ class Trail:
     reranked: list[Hit] = field(default_factory=list)
     dropped: list[Hit] = field(default_factory=list)  # below the threshold
     selected: list[Hit] = field(default_factory=list)  # the top n that passed
+    # The gate: the value compared, the score it is compared with, and where the value came from:
+    # calibrated (auto, from the index), default (auto, the index has no calibration), ask.threshold or --threshold.
+    threshold: float = 0.0
     threshold_kind: str = "dense"
+    threshold_source: str = ""
+    score_kind: str = "dense"  # the score sources are ordered and shown by (rerank when reranked)
     cache: dict[str, str] = field(default_factory=dict)  # stage -> hit | miss | off
     saved: dict[str, Any] = field(default_factory=dict)  # usage a cache hit did not spend
     models: dict[str, Any] = field(default_factory=dict)
@@ -164,8 +176,9 @@ class Trail:
             "candidates": [_scored(h) for h in self.candidates],
             "reranked": [{"id": h.id, "score": round(h.scores["rerank"], 6)} for h in self.reranked] if self.reranked else None,
             "threshold": {
-                "value": self.settings.threshold,
+                "value": self.threshold,
                 "score": self.threshold_kind,
+                "source": self.threshold_source,
                 "passed": len(self.candidates) - len(self.dropped),
                 "dropped": [{"id": h.id, "score": _round(h.scores.get(self.threshold_kind))} for h in self.dropped],
             },

@@ -4,10 +4,19 @@
                                                         │ nothing left                      ├─ chat model: numbered sources prompt
                                                         └─► no answer (exit 10)             └─ none: extractive sentences
 
-The threshold compares each candidate's relevance: its rerank score when
-reranked, else its cosine similarity (dense and hybrid retrieval) or its BM25
-score (full-text). A hybrid hit found only by full text has no cosine; it
-passes a threshold of 0 and fails any higher one.
+The threshold (``ask.threshold``, ``--threshold``) decides whether the
+documents answer at all; candidates below it are dropped, and when none is
+left rag says so (exit 10):
+
+- ``auto`` (the default) compares each candidate's embedding cosine with the
+  threshold calibrated for this index when it was built (:mod:`rag.calibrate`),
+  in every mode and whether or not a reranker ran: the calibration measures
+  cosines, and a reranker's scores live on a scale of its own (HTTP rerankers
+  differ). A reranker still decides the order. In fts mode the question is
+  embedded for the purpose. An index built before rag calibrated uses
+  :data:`rag.calibrate.DEFAULT_THRESHOLD` until the next ``rag index``.
+- a number compares the candidate's relevance as ranked: its rerank score when
+  reranked, else its cosine (dense and hybrid) or its BM25 score (fts).
 
 :class:`Asker` keeps the index, models, cache and connections open, so a batch
 of questions pays for them once. Rendering is the caller's: text reaches
@@ -25,8 +34,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.answer import AskResult, Settings, Trail
+from rag.answer import AUTO, AskResult, Settings, Trail
 from rag.answer_cache import AnswerCache, cache_key, cache_path
+from rag.calibrate import auto_threshold
 from rag.citations import CitationFilter, check
 from rag.documents import Hit
 from rag.errors import RagError
@@ -122,7 +132,7 @@ class Asker:
         if self.reranker is not None and candidates:
             candidates = self._rerank(question, candidates, trail)
             t = timer.stage("rerank", t)
-        kept = self._threshold(candidates, settings, trail)[: settings.top_n]
+        kept = self._threshold(question, candidates, settings, trail)[: settings.top_n]
         trail.selected = kept
         if not kept:
             timer.stage("total", started)
@@ -176,15 +186,35 @@ class Asker:
         trail.reranked = [h for h in reranked if "rerank" in h.scores]
         return trail.reranked
 
-    def _threshold(self, hits: list[Hit], settings: Settings, trail: Trail) -> list[Hit]:
-        kind = relevance_kind(settings.mode or self.profile.retrieval.mode, bool(trail.reranked))
-        trail.threshold_kind = kind
+    def _threshold(self, question: str, hits: list[Hit], settings: Settings, trail: Trail) -> list[Hit]:
+        self._gate(settings, trail)
+        kind, threshold = trail.threshold_kind, trail.threshold
+        if kind == "dense" and any(kind not in h.scores for h in hits):
+            self._add_cosines(question, [h for h in hits if kind not in h.scores], trail)
         kept: list[Hit] = []
         for hit in hits:
             value = hit.scores.get(kind)
-            passes = value >= settings.threshold if value is not None else settings.threshold <= 0
+            passes = value >= threshold if value is not None else threshold <= 0
             (kept if passes else trail.dropped).append(hit)
         return kept
+
+    def _gate(self, settings: Settings, trail: Trail) -> None:
+        """Which threshold this ask compares, with which score, and where the value came from (module docstring)."""
+        mode = settings.mode or self.profile.retrieval.mode
+        trail.score_kind = relevance_kind(mode, bool(trail.reranked))
+        if settings.threshold == AUTO:
+            trail.threshold, trail.threshold_source = auto_threshold(self.retriever.store.meta())
+            trail.threshold_kind = relevance_kind(mode, bool(trail.reranked), auto=True)
+        else:
+            trail.threshold, trail.threshold_source = float(settings.threshold), settings.threshold_from
+            trail.threshold_kind = trail.score_kind
+
+    def _add_cosines(self, question: str, hits: list[Hit], trail: Trail) -> None:
+        """Give full-text hits their cosine, for the calibrated gate: embeds the question (fts mode does not)."""
+        spent = self.retriever.usage.copy()
+        vector = self.retriever.embed_queries([question])[0]
+        self.retriever._fill_cosine(hits, vector)
+        trail.ledger.add("embed", self.retriever.usage - spent)
 
     def _generate(self, question: str, hits: list[Hit], settings: Settings, trail: Trail, on_delta: Delta | None) -> AskResult:
         assert self.chat is not None
@@ -266,8 +296,10 @@ class _Warnings:
                 self.passed(message)
 
 
-def relevance_kind(mode: str, reranked: bool) -> str:
-    """Which score the threshold compares: see the module docstring."""
+def relevance_kind(mode: str, reranked: bool, *, auto: bool = False) -> str:
+    """Which score the threshold compares: the cosine under ``auto``, else the score candidates are ranked by."""
+    if auto:
+        return "dense"
     if reranked:
         return "rerank"
     return "fts" if mode == "fts" else "dense"

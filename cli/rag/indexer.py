@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rag import loaders
+from rag.calibrate import update_calibration
 from rag.chunking import ChunkSettings, chunk_document, context_text, sha256
 from rag.discover import Found, Skip, walk
 from rag.documents import Chunk, Document
@@ -304,6 +305,7 @@ def _run(profile: Profile, table: str | None, plan: Any, *, rebuild: bool, event
             report.usage, report.cache_hits = service.usage, service.cache_hits
             report.embedding_calls, report.embedded_texts = service.usage.calls, service.embedded
         _finish(store, profile, settings, writer, report, planned, ev, publish=True)
+        update_calibration(store, embedder, changed=report.chunks_added + report.chunks_removed, warn=ev.warn)
         report.embedding = {**info, "dimensions": writer.dim or info["dimensions"]}
     report.seconds = time.perf_counter() - started
     return report

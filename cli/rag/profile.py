@@ -17,7 +17,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rag.errors import ConfigError
 
@@ -119,7 +119,8 @@ class ChatConfig:
 class AskConfig:
     top_k: int = 20
     top_n: int = 5
-    threshold: float = 0.1
+    # "auto": the threshold calibrated for the index at index time (rag.calibrate); a number overrides it.
+    threshold: float | Literal["auto"] = "auto"
 
 
 @dataclass
@@ -379,7 +380,19 @@ def _convert(hint: Any, node: Any, dotted: str, source: str) -> Any:
             if type(None) in args:
                 return None
         inner = [a for a in args if a is not type(None)]
-        return _convert(inner[0], node, dotted, source)
+        for alternative in inner[:-1]:
+            try:
+                return _convert(alternative, node, dotted, source)
+            except ConfigError:
+                pass
+        try:
+            return _convert(inner[-1], node, dotted, source)
+        except ConfigError:
+            if len(inner) == 1:
+                raise
+        shown = " or ".join(_type_name(a) for a in inner)
+        got = f", got '{node.value}'" if isinstance(node, yaml.ScalarNode) else ""
+        raise ConfigError(f"{where}: '{dotted}' must be {shown}{got}") from None
     if origin is list:
         if not isinstance(node, yaml.SequenceNode):
             raise ConfigError(f"{where}: '{dotted}' must be a list")
@@ -409,12 +422,18 @@ def _convert(hint: Any, node: Any, dotted: str, source: str) -> Any:
             if tag == "null":
                 raise ValueError
             return raw
+        if origin is Literal:
+            if raw in args:
+                return raw
+            raise ValueError
     except ValueError:
         raise ConfigError(f"{where}: '{dotted}' must be {_type_name(hint)}, got '{node.value}'") from None
     raise ConfigError(f"{where}: '{dotted}' has an unsupported type")
 
 
 def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is Literal:
+        return " or ".join(str(a) for a in typing.get_args(hint))
     return {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}.get(hint, str(hint))
 
 

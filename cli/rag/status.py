@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rag.calibrate import threshold_info
 from rag.profile import Profile
 from rag.store import open_store
 
@@ -27,5 +28,6 @@ def status(profile: Profile, table: str | None = None) -> dict[str, Any]:
         "fts_current": snapshot.has_fts and snapshot.fts_unindexed_rows() == 0,
         "maintenance_owed": maintenance.get("owed", []),
         "runs": meta.get("runs", []),
+        "threshold": threshold_info(profile.ask.threshold, meta),
         "files": sorted(({"source": s, "chunks": st.chunks} for s, st in states.items()), key=lambda f: str(f["source"])),
     }

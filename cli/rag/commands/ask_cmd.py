@@ -152,7 +152,7 @@ def _no_answer_hint(console: Console, result: AskResult) -> None:
     best = max((h.scores.get(t.threshold_kind, float("-inf")) for h in t.dropped), default=float("-inf"))
     shown = f"the best scored {best:.3f}" if best != float("-inf") else "none has such a score"
     console.print(
-        f"no source reached the relevance threshold {t.settings.threshold} ({t.threshold_kind}); {shown}. "
+        f"no source reached the relevance threshold {t.threshold:g} ({t.threshold_kind}, {t.threshold_source}); {shown}. "
         "Lower --threshold or ask.threshold, or index documents that cover the question.",
         style="dim",
         markup=False,

@@ -20,6 +20,7 @@ def command(
         return
     from rich.console import Console
 
+    from rag.calibrate import describe_threshold
     from rag.render import display_path
 
     console = Console(highlight=False, soft_wrap=True)  # soft: a long path is never broken at 80 columns
@@ -30,6 +31,7 @@ def command(
         ("embedding", f"{emb.get('model')} {emb.get('version')} · {emb.get('dimensions')} dims"),
         ("chunking", f"{ch.get('max_tokens')} tokens, overlap {ch.get('overlap')}, {ch.get('encoding')}"),
         ("full-text", "current" if info["fts_current"] else "stale: run rag index again"),
+        ("no-answer", describe_threshold(info["threshold"])),
     ]
     if info.get("maintenance_owed"):
         rows.append(("upkeep", f"owed: {', '.join(info['maintenance_owed'])} (the next rag index finishes it)"))
