@@ -87,9 +87,11 @@ class _IndexEvents:
 def indexing_settings(profile: Profile) -> str:
     """What, when changed, makes a dataset's table a different table."""
     from rag.indexer import chunk_settings
+    from rag.providers import make_embedder
 
     e = profile.embedding
-    return json.dumps([e.model, e.dimensions, e.document_prefix, chunk_settings(profile).as_dict()], sort_keys=True)
+    version = make_embedder(profile).version  # known without loading the model: a new model build is a new table
+    return json.dumps([e.model, version, e.dimensions, e.document_prefix, chunk_settings(profile).as_dict()], sort_keys=True)
 
 
 def prepare_beir_table(profile: Profile, eval_set: EvalSet, events: EvalEvents) -> dict[str, Any]:
