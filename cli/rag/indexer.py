@@ -14,8 +14,12 @@ it publishes it, then maintains it (:mod:`rag.store.maintenance`).
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -360,6 +364,61 @@ def _finish(
     report.table_version = store.latest().version
 
 
+def _settle(pending: Future[None]) -> None:
+    """Wait for an in-flight commit while an error unwinds: it is atomic, so letting it land loses nothing."""
+    with contextlib.suppress(Exception):
+        pending.result()
+
+
+class _ReadAhead:
+    """Documents read and chunked in a thread, a bounded queue ahead of the consumer.
+
+    Errors in the reader (a fault checkpoint, a bug) are raised in the consumer; leaving early (Ctrl-C, an
+    embedding error) stops the reader at its next document.
+    """
+
+    DEPTH = 64  # documents; each is at most sources.max_bytes, so the read-ahead is bounded
+
+    def __init__(self, docs: Iterator[Document], settings: ChunkSettings) -> None:
+        self._docs, self._settings = docs, settings
+        self._queue: queue.Queue[tuple[Document, list[Chunk]] | BaseException | None] = queue.Queue(self.DEPTH)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="rag-read", daemon=True)
+
+    def __enter__(self) -> Iterator[tuple[Document, list[Chunk]]]:
+        self._thread.start()
+        return self._items()
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:  # unblock a reader waiting on a full queue
+                self._queue.get_nowait()
+        self._thread.join(timeout=10)  # it stops at its next document; the caller then reads what it recorded
+
+    def _items(self) -> Iterator[tuple[Document, list[Chunk]]]:
+        while (item := self._queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def _read(self) -> None:
+        try:
+            for doc in self._docs:
+                if self._stop.is_set():
+                    return
+                self._put((doc, chunk_document(doc, self._settings)))
+            self._put(None)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            self._put(exc)
+
+    def _put(self, item: tuple[Document, list[Chunk]] | BaseException | None) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(queue.Full):
+                self._queue.put(item, timeout=0.1)
+                return
+
+
 class _Writer:
     """Chunk, embed (cache first, as soon as a batch is ready) and commit documents in groups of whole files."""
 
@@ -382,14 +441,37 @@ class _Writer:
         self._ready: list[tuple[Document, list[Chunk], list[dict[str, Any]]]] = []  # embedded, not committed yet
 
     def write_all(self, docs: Iterator[Document], states: dict[str, FileState]) -> None:
-        for doc in docs:
-            self._loaded.append((doc, chunk_document(doc, self.settings)))
-            if sum(len(c) for _, c in self._loaded) >= self.service.batch_size:
+        """Embed while the next files are read and chunked (a thread) and the last group is committed (another).
+
+        The model is the bottleneck; onnxruntime and Lance release the GIL, so reading, parsing and committing
+        fill the gaps instead of taking turns with it. At most one commit is in flight, and the read-ahead is
+        bounded, so memory stays flat on any number of files.
+        """
+        with _ReadAhead(docs, self.settings) as ahead, ThreadPoolExecutor(1, thread_name_prefix="rag-commit") as committer:
+            pending: Future[None] | None = None
+            try:
+                for doc, chunks in ahead:
+                    self._loaded.append((doc, chunks))
+                    if sum(len(c) for _, c in self._loaded) >= self.service.batch_size:
+                        self._embed()
+                    if sum(len(c) for _, c, _ in self._ready) >= self.profile.store.commit_chunks:
+                        pending = self._commit_after(pending, committer, states)
                 self._embed()
-            if sum(len(c) for _, c, _ in self._ready) >= self.profile.store.commit_chunks:
-                self._commit(states)
-        self._embed()
-        self._commit(states)
+                pending = self._commit_after(pending, committer, states)
+            finally:
+                if pending is not None:
+                    _settle(pending)
+
+    def _commit_after(
+        self, pending: Future[None] | None, committer: ThreadPoolExecutor, states: dict[str, FileState]
+    ) -> Future[None] | None:
+        """Start committing the ready group once the previous commit is done (commits stay in order)."""
+        if pending is not None:
+            pending.result()
+        if not self._ready:
+            return None
+        group, self._ready = self._ready, []
+        return committer.submit(self._commit, group, states)
 
     def _embed(self) -> None:
         if not self._loaded:
@@ -414,10 +496,7 @@ class _Writer:
         self.ev.advance(files=len(self._loaded))
         self._loaded = []
 
-    def _commit(self, states: dict[str, FileState]) -> None:
-        if not self._ready:
-            return
-        group, self._ready = self._ready, []
+    def _commit(self, group: list[tuple[Document, list[Chunk], list[dict[str, Any]]]], states: dict[str, FileState]) -> None:
         if not self.store.exists():
             if self.dim is None:  # nothing to store yet and no table: nothing to do
                 return
