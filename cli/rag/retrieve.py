@@ -32,6 +32,7 @@ class Retriever:
         self.store = store or open_store(profile, table)
         self.snapshot: Snapshot = self.store.published()  # raises StoreError with 'run: rag index' if missing
         self._service: EmbedService | None = None
+        self._warned_fts = False
 
     @property
     def embedder(self) -> Embedder:
@@ -69,7 +70,8 @@ class Retriever:
         dense = self.snapshot.nearest_many(vectors, depth, where)
         if mode == "dense":
             return dense
-        if not self.snapshot.has_fts:
+        if not self.snapshot.has_fts and not self._warned_fts:
+            self._warned_fts = True  # once per opened index, not once per query of a batch
             log.warning(
                 "%s has no full-text index yet (rag index stopped before building it): dense results only; run rag index", self.store.root
             )

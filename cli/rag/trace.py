@@ -4,7 +4,7 @@ A line holds what is needed to explain an answer afterwards — the query,
 model versions, retrieved ids with their scores, rerank scores, threshold and
 cache decisions, usage and latency per stage — and nothing secret: no keys,
 no headers, no provider settings. ``rag query`` traces with
-:func:`trace_query`; ``rag ask`` builds its line in :mod:`rag.ask`.
+:func:`trace_queries` (through :func:`rag.search.search`); ``rag ask`` builds its line in :mod:`rag.ask`.
 """
 
 from __future__ import annotations
@@ -60,33 +60,41 @@ def mark(retriever: Retriever) -> Mark:
     return Mark(time.perf_counter(), retriever.usage.copy())
 
 
-def trace_query(
+def trace_queries(
     profile: Profile,
     retriever: Retriever,
-    query: str,
-    hits: list[Hit],
+    queries: list[str],
+    results: list[list[Hit]],
     *,
     mode: str | None,
     top_k: int | None,
     where: str | None,
     since: Mark,
 ) -> None:
-    """Trace one ``rag query``; ``since`` is :func:`mark` taken just before the retrieval."""
+    """One line per query searched together; ``since`` is :func:`mark` taken just before the retrieval.
+
+    Queries searched as one batch (``rag query -``) share its work: each line's latency is its share of the
+    batch's, and the batch's usage is on its first line only (zeros after it), so sums over lines stay exact.
+    """
     if not profile.trace.path:
         return
+    share = (time.perf_counter() - since.started) * 1000 / max(1, len(queries))
     spent = retriever.usage - since.spent
-    record = {
-        "command": "query",
-        "query": query,
-        "mode": mode or profile.retrieval.mode,
-        "top_k": top_k or profile.retrieval.top_k,
-        "where": where,
-        "models": {"embedding": embedding_model(retriever)},
-        "retrieved": hit_scores(hits),
-        "usage": {"embed": spent.as_dict()},
-        "latency_ms": {"retrieve": round((time.perf_counter() - since.started) * 1000, 2)},
-    }
-    append_trace(profile, record)
+    for i, (query, hits) in enumerate(zip(queries, results, strict=True)):
+        record = {
+            "command": "query",
+            "query": query,
+            "mode": mode or profile.retrieval.mode,
+            "top_k": top_k or profile.retrieval.top_k,
+            "where": where,
+            "models": {"embedding": embedding_model(retriever)},
+            "retrieved": hit_scores(hits),
+            "usage": {"embed": (spent if i == 0 else Usage()).as_dict()},
+            "latency_ms": {"retrieve": round(share, 2)},
+        }
+        if len(queries) > 1:
+            record["batch"] = len(queries)
+        append_trace(profile, record)
 
 
 def _rounded(scores: dict[str, float]) -> dict[str, float]:

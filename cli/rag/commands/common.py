@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import typer
@@ -28,6 +29,49 @@ def emit_json(obj: Any) -> None:
     # clean_text: a file name that is not UTF-8 (in a skipped path) must not break the JSON on a strict UTF-8 stdout
     sys.stdout.write(clean_text(json.dumps(obj, ensure_ascii=False, default=str)) + "\n")
     sys.stdout.flush()
+
+
+def stdin_batches(max_batch: int = 32) -> Iterator[list[str]]:
+    """Non-blank stdin lines in batches: each batch is what has already arrived, up to ``max_batch``.
+
+    A file or a pipe fed in advance gives full batches (one model call for many queries); a program that writes
+    one line and waits for its answer gets it at once, in a batch of one.
+    """
+    import io
+    import queue
+    import threading
+
+    from rag.text import clean_text
+
+    if isinstance(sys.stdin, io.TextIOWrapper):  # a line that is not UTF-8 is cleaned like an argument, not fatal
+        sys.stdin.reconfigure(errors="surrogateescape")
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        for line in sys.stdin:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, name="rag-stdin", daemon=True).start()
+    done = False
+    while not done:
+        batch: list[str] = []
+        item = lines.get()
+        while True:
+            if item is None:
+                done = True
+                break
+            text = clean_text(item.rstrip("\n"))
+            if text.strip():
+                batch.append(text)
+            if len(batch) >= max_batch:
+                break
+            try:
+                item = lines.get_nowait()
+            except queue.Empty:
+                break
+        if batch:
+            yield batch
 
 
 def warn(message: str) -> None:

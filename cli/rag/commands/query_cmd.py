@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-import io
-import sys
 from typing import TYPE_CHECKING
 
 import typer
 
-from rag.commands.common import JsonOption, ProfileOption, emit_json
+from rag.commands.common import JsonOption, ProfileOption, emit_json, stdin_batches
 
 if TYPE_CHECKING:
     from rag.documents import Hit
@@ -23,31 +21,21 @@ def command(
     """Retrieve chunks: dense, full-text or hybrid, with scores and per-retriever ranks."""
     from rag.profile import load_profile
     from rag.retrieve import Retriever, validate_options, validate_query
+    from rag.search import search
     from rag.text import clean_text
-    from rag.trace import mark, trace_query
 
     # Bad arguments are usage errors whether or not an index exists: check them before opening it.
     validate_options(mode, top_k)
     if query != "-":
-        validate_query(query)
+        query = validate_query(clean_text(query))  # bytes that are not UTF-8 arrive as surrogates
     prof = load_profile(profile)
     retriever = Retriever(prof)
     if query == "-":
-        if isinstance(sys.stdin, io.TextIOWrapper):  # a line that is not UTF-8 is cleaned like an argument, not fatal
-            sys.stdin.reconfigure(errors="surrogateescape")
-        for line in sys.stdin:
-            text = clean_text(line.rstrip("\n"))
-            if not text.strip():
-                continue
-            since = mark(retriever)
-            hits = retriever.search(text, mode=mode, top_k=top_k, where=where)
-            trace_query(prof, retriever, text, hits, mode=mode, top_k=top_k, where=where, since=since)
-            emit_json({"query": text, "hits": [h.as_dict() for h in hits]})
+        for batch in stdin_batches():
+            for text, hits in zip(batch, search(prof, batch, mode=mode, top_k=top_k, where=where, retriever=retriever), strict=True):
+                emit_json({"query": text, "hits": [h.as_dict() for h in hits]})
         return
-    query = clean_text(query)  # bytes that are not UTF-8 arrive as surrogates
-    since = mark(retriever)
-    hits = retriever.search(query, mode=mode, top_k=top_k, where=where)
-    trace_query(prof, retriever, query, hits, mode=mode, top_k=top_k, where=where, since=since)
+    (hits,) = search(prof, [query], mode=mode, top_k=top_k, where=where, retriever=retriever)
     if json_out:
         emit_json({"query": query, "mode": mode or prof.retrieval.mode, "hits": [h.as_dict() for h in hits]})
         return

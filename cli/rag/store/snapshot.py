@@ -52,7 +52,8 @@ class Snapshot:
         self.dataset = dataset
         self.root = root
         self._has_fts: bool | None = None
-        self._vectors: np.ndarray | None = None
+        self._vectors: np.ndarray | None = None  # normalised, row i = scan offset i
+        self._offsets: dict[str, int] | None = None  # chunk id -> row of _vectors
 
     @property
     def version(self) -> int:
@@ -106,12 +107,13 @@ class Snapshot:
         scores = queries @ matrix.T
         k = min(k, len(matrix))
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        out = []
-        for row, candidates in zip(scores, top, strict=True):
-            order = candidates[np.argsort(-row[candidates], kind="stable")]
-            rows = self._take(order.tolist())
-            out.append([hit(r, "dense", rank, float(row[i])) for rank, (i, r) in enumerate(zip(order, rows, strict=True), start=1)])
-        return out
+        orders = [candidates[np.argsort(-row[candidates], kind="stable")] for row, candidates in zip(scores, top, strict=True)]
+        wanted = sorted({int(i) for order in orders for i in order})
+        rows = dict(zip(wanted, self._take(wanted), strict=True))  # one read for the whole batch, not one per query
+        return [
+            [hit(rows[int(i)], "dense", rank, float(row[i])) for rank, i in enumerate(order, start=1)]
+            for row, order in zip(scores, orders, strict=True)
+        ]
 
     def _lance_nearest(self, vector: np.ndarray, k: int, where: str | None) -> list[Hit]:
         nearest = {"column": "vector", "q": vector.tolist(), "k": k, "metric": "cosine"}
@@ -122,9 +124,11 @@ class Snapshot:
         """Every vector of this version, L2-normalised, in scan order (row i is offset i for :meth:`_take`)."""
         if self._vectors is None:
             try:
-                column = self.dataset.to_table(columns=["vector"]).column("vector").combine_chunks()
+                table = self.dataset.to_table(columns=["id", "vector"])
             except (OSError, ValueError) as exc:
                 raise damaged(self.root, exc) from exc
+            column = table.column("vector").combine_chunks()
+            self._offsets = {chunk_id: at for at, chunk_id in enumerate(table.column("id").to_pylist())}
             flat = column.values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
             matrix = flat.reshape(len(column), self.vector_size)
             self._vectors = matrix / np.clip(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12, None)
@@ -148,7 +152,10 @@ class Snapshot:
         return [hit(r, "fts", rank, float(r["_score"])) for rank, r in enumerate(rows, start=1)]
 
     def vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
-        """Stored vectors of chunks by id (ids not in the table are absent)."""
+        """Vectors of chunks by id, for cosines (ids not in the table are absent); from memory, normalised, once
+        :meth:`_matrix` holds them."""
+        if self._offsets is not None and self._vectors is not None:
+            return {i: self._vectors[self._offsets[i]] for i in ids if i in self._offsets}
         out: dict[str, np.ndarray] = {}
         for part in _parts(ids):
             for r in self._read(["id", "vector"], sql_in("id", part)):
