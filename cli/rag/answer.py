@@ -13,7 +13,7 @@ from typing import Any
 from rag.documents import Hit
 from rag.errors import UsageError
 from rag.freshness import Staleness
-from rag.profile import RETRIEVAL_MODES, Profile
+from rag.profile import Profile
 from rag.prompt import Numbered
 from rag.usage import Ledger
 
@@ -51,12 +51,11 @@ class Settings:
         return cls(**values)
 
     def validate(self) -> None:
-        if self.top_k < 1:
-            raise UsageError(f"--top-k must be at least 1, not {self.top_k}")
+        from rag.retrieve import validate_options
+
+        validate_options(self.mode, self.top_k)
         if self.top_n < 1:
             raise UsageError(f"--top-n must be at least 1, not {self.top_n}")
-        if self.mode is not None and self.mode not in RETRIEVAL_MODES:
-            raise UsageError(f"--mode must be one of {', '.join(RETRIEVAL_MODES)}, not '{self.mode}'")
         if isinstance(self.threshold, str) and self.threshold != AUTO:
             raise UsageError(f"the threshold must be a number or {AUTO}, not '{self.threshold}'")
 

@@ -22,14 +22,13 @@ def command(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="List every skipped file with its reason."),
 ) -> None:
     """Chunk local files, embed them in batches and store them in LanceDB (incremental)."""
-    from rag.indexer import index_paths
-    from rag.profile import load_profile
+    from rag.api import open_index
 
     verbose = verbose or bool(ctx.find_root().params.get("verbose"))  # rag -v index ... works as well
-    prof = load_profile(profile)
+    index = open_index(profile)
     show_bar = not json_out and sys.stderr.isatty()
     with _ProgressEvents(show_bar) as events:
-        report = index_paths(prof, paths, rebuild=rebuild, events=events)
+        report = index.add(list(paths), rebuild=rebuild, events=events)
     _report_skips(report.skipped, verbose)
     if json_out:
         emit_json(report.as_dict())

@@ -19,27 +19,26 @@ def command(
     json_out: bool = JsonOption,
 ) -> None:
     """Retrieve chunks: dense, full-text or hybrid, with scores and per-retriever ranks."""
-    from rag.profile import load_profile
-    from rag.retrieve import Retriever, validate_options, validate_query
-    from rag.search import search
+    from rag.api import open_index
+    from rag.retrieve import validate_options, validate_query
     from rag.text import clean_text
 
     # Bad arguments are usage errors whether or not an index exists: check them before opening it.
     validate_options(mode, top_k)
     if query != "-":
         query = validate_query(clean_text(query))  # bytes that are not UTF-8 arrive as surrogates
-    prof = load_profile(profile)
-    retriever = Retriever(prof)
+    index = open_index(profile).open()  # "no index" is an error before stdin is read
     if query == "-":
         for batch in stdin_batches():
-            for text, hits in zip(batch, search(prof, batch, mode=mode, top_k=top_k, where=where, retriever=retriever), strict=True):
+            for text, hits in zip(batch, index.search_many(batch, mode=mode, top_k=top_k, where=where), strict=True):
                 emit_json({"query": text, "hits": [h.as_dict() for h in hits]})
         return
-    (hits,) = search(prof, [query], mode=mode, top_k=top_k, where=where, retriever=retriever)
+    hits = index.search(query, mode=mode, top_k=top_k, where=where)
+    shown_mode = mode or index.profile.retrieval.mode
     if json_out:
-        emit_json({"query": query, "mode": mode or prof.retrieval.mode, "hits": [h.as_dict() for h in hits]})
+        emit_json({"query": query, "mode": shown_mode, "hits": [h.as_dict() for h in hits]})
         return
-    _print_hits(hits, mode or prof.retrieval.mode, query, prof.retrieval.rrf_k)
+    _print_hits(hits, shown_mode, query, index.profile.retrieval.rrf_k)
 
 
 def _print_hits(hits: list[Hit], mode: str, query: str, rrf_k: int) -> None:

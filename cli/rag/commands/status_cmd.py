@@ -11,10 +11,9 @@ def command(
     files: bool = typer.Option(False, "--files", help="List every indexed source with its chunk count."),
 ) -> None:
     """Show what is indexed: sources, chunk count, embedding model, table version."""
-    from rag.profile import load_profile
-    from rag.status import status
+    from rag.api import open_index
 
-    info = status(load_profile(profile))
+    info = open_index(profile).status()
     if json_out:
         emit_json(info)
         return
