@@ -30,38 +30,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from rag.datasets import EvalSet, iter_corpus, table_name
 from rag.documents import Hit
 from rag.errors import UsageError
 from rag.eval_report import EvalReport, Stage
 from rag.evaluate_answers import answer_questions, wanted
+from rag.events import EvalEvents, Silent
 from rag.metrics import document_run, ranked_scores
 from rag.profile import Profile
 from rag.providers.base import Reranker
 
 CHUNKS_PER_DOC = 2
 QUERY_BATCH = 32  # queries retrieved together: embedded in one batch, searched by one matrix product
-
-
-class EvalEvents(Protocol):
-    """What the runner tells its caller (the CLI draws progress bars from it)."""
-
-    def phase(self, name: str, total: int) -> None: ...
-    def advance(self, n: int = 1) -> None: ...
-    def warn(self, message: str) -> None: ...
-
-
-class _Silent:
-    def phase(self, name: str, total: int) -> None:
-        pass
-
-    def advance(self, n: int = 1) -> None:
-        pass
-
-    def warn(self, message: str) -> None:
-        pass
 
 
 class _IndexEvents:
@@ -202,7 +184,7 @@ def evaluate(
     from rag.providers import make_reranker
     from rag.retrieve import Retriever
 
-    ev = events or _Silent()
+    ev = events or Silent()
     started = time.perf_counter()
     mode = mode or profile.retrieval.mode
     ks = sorted(set(ks))

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from rag import loaders
 from rag.calibrate import update_calibration
@@ -32,6 +32,7 @@ from rag.documents import Chunk, Document
 from rag.embed import EmbedService, cache_key, embedding_record
 from rag.embed_cache import open_cache
 from rag.errors import ModelMismatchError, ProviderError, SourceError
+from rag.events import IndexEvents, Silent
 from rag.faults import checkpoint, passed
 from rag.lock import writer_lock
 from rag.profile import Profile
@@ -41,36 +42,7 @@ from rag.store import FileState, Store, open_store
 from rag.store import schema as rows
 from rag.store.maintenance import Upkeep, maintain, needed, record
 
-
-class Events(Protocol):
-    """What the indexer tells its caller while it works (the CLI draws a progress bar).
-
-    ``total``: files that will be read this run. ``advance``: work done, as it is done (chunks per
-    embedding batch, files as each is finished). ``skipped``: a file left out (``kind`` is one of
-    binary, minified, too large, unreadable, special file, bad name), summarised by the caller.
-    ``warn``: anything else worth one line.
-    """
-
-    def total(self, files: int) -> None: ...
-    def advance(self, files: int = 0, chunks: int = 0) -> None: ...
-    def skipped(self, path: str, reason: str, kind: str) -> None: ...
-    def warn(self, message: str) -> None: ...
-
-
-class Silent:
-    """Events nobody listens to."""
-
-    def total(self, files: int) -> None:
-        pass
-
-    def advance(self, files: int = 0, chunks: int = 0) -> None:
-        pass
-
-    def skipped(self, path: str, reason: str, kind: str) -> None:
-        pass
-
-    def warn(self, message: str) -> None:
-        pass
+Events = IndexEvents  # the name callers know
 
 
 @dataclass

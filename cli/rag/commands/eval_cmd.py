@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from rag.commands.common import JsonOption, ProfileOption, emit_json
+from rag.commands.progress import Bar
+
+if TYPE_CHECKING:
+    from rich.progress import ProgressColumn
 
 HELP_MIN = "Gate: fail (exit 1) when a metric of the last stage is below VALUE, e.g. ndcg@10=0.70. Repeatable."
 
@@ -66,43 +70,23 @@ def command(
         raise typer.Exit(1)
 
 
-class _Bars:
+class _Bars(Bar):
     """Progress bars on stderr for the runner's phases (indexing, queries); silent off a terminal."""
 
-    def __enter__(self) -> _Bars:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    task: Any = None
 
-        self.console = Console(stderr=True)
-        self.progress = Progress(
-            TextColumn("{task.description:>9}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=True,
-            disable=not self.console.is_terminal,
-        )
-        self.progress.start()
-        self.task: Any = None
-        return self
+    def columns(self, width: int) -> list[ProgressColumn]:
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        return [TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
 
     def phase(self, name: str, total: int) -> None:
-        self.task = self.progress.add_task(name, total=total)
+        if self.progress is not None:
+            self.task = self.progress.add_task(name, total=total)
 
     def advance(self, n: int = 1) -> None:
-        if self.task is not None:
+        if self.progress is not None and self.task is not None:
             self.progress.advance(self.task, n)
-
-    def warn(self, message: str) -> None:
-        if self.console.is_terminal:
-            self.console.print(f"[yellow]warning:[/] {message}", highlight=False)
-        else:
-            sys.stderr.write(f"warning: {message}\n")
 
 
 MEASURE_LABELS = {"ndcg": "nDCG", "recall": "Recall", "precision": "P", "mrr": "MRR", "map": "MAP"}

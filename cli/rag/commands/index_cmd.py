@@ -1,3 +1,5 @@
+"""``rag index``: index files incrementally, with a progress line on a terminal and one summary line."""
+
 from __future__ import annotations
 
 import sys
@@ -7,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from rag.commands.common import JsonOption, ProfileOption, emit_json, warn
+from rag.commands.progress import Bar
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.progress import ProgressColumn, Task
+    from rich.progress import ProgressColumn, Task, TaskID
 
 
 def command(
@@ -52,34 +55,25 @@ def _report_skips(skipped: list[dict[str, Any]], verbose: bool) -> None:
         warn(line)
 
 
-class _ProgressEvents:
+class _ProgressEvents(Bar):
     """Renders indexer events: a progress line on a terminal; warnings as they come; skips gathered for one summary."""
 
     def __init__(self, show_bar: bool, console: Console | None = None) -> None:
-        from rich.progress import Progress, TaskID
-
-        self.progress: Progress | None = None
         self.task: TaskID | None = None
         self.files = self.chunks = self.chunks_at_files = 0
         self.files_total: int | None = None  # until the indexer knows what changed
-        if show_bar:
-            from rich.console import Console
-            from rich.progress import BarColumn
+        super().__init__(show_bar, console)
 
-            console = console or Console(stderr=True)
-            self.progress = Progress(
-                BarColumn(bar_width=max(10, min(40, console.width - 62))), _status_column(), console=console, transient=True
-            )
+    def columns(self, width: int) -> list[ProgressColumn]:
+        from rich.progress import BarColumn
+
+        return [BarColumn(bar_width=max(10, min(40, width - 62))), _status_column()]
 
     def __enter__(self) -> _ProgressEvents:
+        super().__enter__()
         if self.progress is not None:
-            self.progress.start()
             self.task = self.progress.add_task("index", total=None, files=0, chunks=0, files_total=None)
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.stop()
 
     def total(self, files: int) -> None:
         self.files_total = files
@@ -109,14 +103,6 @@ class _ProgressEvents:
 
     def skipped(self, path: str, reason: str, kind: str) -> None:
         """Summarised once the run ends (from the report), not one warning per file."""
-
-    def warn(self, message: str) -> None:
-        if self.progress is not None:
-            from rich.text import Text
-
-            self.progress.console.print(Text.assemble(("warning:", "yellow"), " ", message))  # a path may hold [brackets]
-        else:
-            warn(message)
 
 
 def _status_column() -> ProgressColumn:

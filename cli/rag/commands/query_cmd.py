@@ -1,3 +1,5 @@
+"""``rag query``: retrieve chunks for a query (or a stream of them with -), as lines a person reads or JSON."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

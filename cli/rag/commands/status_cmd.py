@@ -1,3 +1,5 @@
+"""``rag status``: what is indexed, by which model, and what upkeep is owed."""
+
 from __future__ import annotations
 
 import typer
