@@ -62,6 +62,9 @@ class _IndexEvents:
     def skipped(self, path: str, reason: str, kind: str) -> None:
         self.events.warn(f"skipped {path}: {reason}")
 
+    def stage(self, name: str) -> None:
+        pass
+
     def warn(self, message: str) -> None:
         self.events.warn(message)
 

@@ -15,10 +15,12 @@ class IndexEvents(Protocol):
     ``total``: files that will be read this run. ``advance``: work done, as it is done (chunks per
     embedding batch, files as each is finished). ``skipped``: a file left out (``kind`` is one of
     binary, minified, too large, unreadable, special file, bad name), summarised by the caller.
+    ``stage``: what the run does once every file is embedded (publishing, upkeep, calibration).
     ``warn``: anything else worth one line. Called from the indexer's threads: keep handlers short.
     """
 
     def total(self, files: int) -> None: ...
+    def stage(self, name: str) -> None: ...
     def advance(self, files: int = 0, chunks: int = 0) -> None: ...
     def skipped(self, path: str, reason: str, kind: str) -> None: ...
     def warn(self, message: str) -> None: ...
@@ -39,6 +41,9 @@ class Silent:
         pass
 
     def phase(self, *args: object) -> None:
+        pass
+
+    def stage(self, *args: object) -> None:
         pass
 
     def advance(self, *args: object, **kwargs: object) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rag.events import Silent
 from rag.profile import Profile
 from rag.render import display_path
 from rag.store import FileState
@@ -78,16 +79,12 @@ def check(states: dict[str, FileState]) -> Staleness:
 
 
 class _Collect:
-    """Indexer events for a refresh: warnings are kept for the caller to show."""
+    """Indexer events for a refresh: warnings are kept for the caller to show; progress is not."""
 
     def __init__(self) -> None:
         self.warnings: list[str] = []
-
-    def total(self, files: int) -> None:
-        pass
-
-    def advance(self, files: int = 0, chunks: int = 0) -> None:
-        pass
+        silent = Silent()
+        self.total, self.advance, self.stage = silent.total, silent.advance, silent.stage
 
     def skipped(self, path: str, reason: str, kind: str) -> None:
         self.warnings.append(f"skipped {path}: {reason}")

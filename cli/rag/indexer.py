@@ -280,7 +280,9 @@ def _run(profile: Profile, table: str | None, plan: Any, *, rebuild: bool, event
             service.close()
             report.usage, report.cache_hits = service.usage, service.cache_hits
             report.embedding_calls, report.embedded_texts = service.usage.calls, service.embedded
+        ev.stage("publishing, then upkeep")
         _finish(store, profile, settings, writer, report, planned, ev, publish=True)
+        ev.stage("calibrating the no-answer gate")
         update_calibration(store, embedder, changed=report.chunks_added + report.chunks_removed, warn=ev.warn)
         report.embedding = {**info, "dimensions": writer.dim or info["dimensions"]}
     report.seconds = time.perf_counter() - started

@@ -101,6 +101,10 @@ class _ProgressEvents(Bar):
             files_total=self.files_total,
         )
 
+    def stage(self, name: str) -> None:
+        if self.progress is not None and self.task is not None:
+            self.progress.update(self.task, stage=name)
+
     def skipped(self, path: str, reason: str, kind: str) -> None:
         """Summarised once the run ends (from the report), not one warning per file."""
 
@@ -123,7 +127,10 @@ def _status_column() -> ProgressColumn:
             if chunks:
                 parts.append(f"{chunks:,} chunks" + (f" · {chunks / elapsed:.1f} chunks/s" if elapsed > 0 else ""))
             left = eta(task.completed, total or 0, elapsed)
-            parts.append(f"{duration(left)} left" if left is not None else f"{duration(elapsed)} so far")
+            if fields.get("stage"):  # every file is embedded: say what the run is finishing
+                parts[-1:] = [f"{chunks:,} chunks" if chunks else parts[-1], fields["stage"]]
+            else:
+                parts.append(f"{duration(left)} left" if left is not None else f"{duration(elapsed)} so far")
             return Text(" · ".join(parts), no_wrap=True, overflow="ellipsis")
 
     return Status(table_column=Column(no_wrap=True))
