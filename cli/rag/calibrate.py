@@ -29,7 +29,7 @@ keyed by the model.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,16 +101,7 @@ def calibrate_store(store: Store, embedder: Embedder) -> dict[str, Any]:
 def null_scores(snapshot: Snapshot, probes: Vectors) -> np.ndarray:
     """Each probe's best cosine over one version's vectors: one streamed pass, a matrix product per batch."""
 
-    def batches() -> Iterator[Vectors]:
-        try:
-            for batch in snapshot.dataset.to_batches(columns=["vector"], batch_size=BATCH_ROWS):
-                yield _vectors(batch)
-        except (OSError, ValueError) as exc:  # lance: a data file gone or torn
-            from rag.store import damaged
-
-            raise damaged(snapshot.root, exc) from exc
-
-    return best_scores(probes, batches())
+    return best_scores(probes, snapshot.vector_batches(BATCH_ROWS))
 
 
 def auto_threshold(meta: dict[str, Any]) -> tuple[float, str]:
@@ -208,13 +199,6 @@ def probe_vectors(embedder: Embedder, query_prefix: str, folder: Path | None = N
         np.savez(tmp, key=np.array(key), vectors=vectors)
         tmp.replace(path)
     return vectors
-
-
-def _vectors(batch: Any) -> Vectors:
-    """A record batch's fixed-size-list ``vector`` column as one (rows, dims) array."""
-    column = batch.column("vector")
-    flat = column.flatten().to_numpy(zero_copy_only=False)
-    return np.asarray(flat, dtype=np.float32).reshape(-1, column.type.list_size)
 
 
 def _unit(vectors: Vectors) -> Vectors:

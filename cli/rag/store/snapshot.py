@@ -129,7 +129,7 @@ class Snapshot:
                 raise damaged(self.root, exc) from exc
             column = table.column("vector").combine_chunks()
             self._offsets = {chunk_id: at for at, chunk_id in enumerate(table.column("id").to_pylist())}
-            flat = column.values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+            flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)  # flatten: slice-aware
             matrix = flat.reshape(len(column), self.vector_size)
             self._vectors = matrix / np.clip(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12, None)
         return self._vectors
@@ -189,6 +189,16 @@ class Snapshot:
         try:
             for batch in self.dataset.to_batches(columns=columns, batch_size=batch_size):
                 yield batch.to_pydict()
+        except (OSError, ValueError) as exc:
+            raise damaged(self.root, exc) from exc
+
+    def vector_batches(self, batch_size: int = 8192) -> Iterator[np.ndarray]:
+        """Every stored vector, as float32 matrices of up to ``batch_size`` rows (bounded memory at any size)."""
+        try:
+            for batch in self.dataset.to_batches(columns=["vector"], batch_size=batch_size):
+                column = batch.column(0)
+                flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)  # flatten: slice-aware
+                yield flat.reshape(len(column), self.vector_size)
         except (OSError, ValueError) as exc:
             raise damaged(self.root, exc) from exc
 
