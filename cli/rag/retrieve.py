@@ -8,6 +8,7 @@ once. All reads go through the store's :class:`rag.store.Snapshot`.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -66,19 +67,22 @@ class Retriever:
         if mode == "fts":
             return [self.snapshot.full_text(q, top_k, where) for q in queries]
         depth = top_k if mode == "dense" else max(top_k, self.profile.retrieval.candidates)
-        vectors = self.embed_queries(queries)
-        dense = self.snapshot.nearest_many(vectors, depth, where)
         if mode == "dense":
-            return dense
+            return self.snapshot.nearest_many(self.embed_queries(queries), depth, where)
         if not self.snapshot.has_fts and not self._warned_fts:
             self._warned_fts = True  # once per opened index, not once per query of a batch
             log.warning(
                 "%s has no full-text index yet (rag index stopped before building it): dense results only; run rag index", self.store.root
             )
-        return [self._hybrid(q, d, v, top_k, where) for q, d, v in zip(queries, dense, vectors, strict=True)]
+        # The model embeds the batch in its threads while full text runs here: both release the GIL.
+        with ThreadPoolExecutor(1, thread_name_prefix="rag-query-embed") as pool:
+            embedding = pool.submit(self.embed_queries, queries)
+            fts = [self.snapshot.full_text(q, depth, where) if self.snapshot.has_fts else [] for q in queries]
+            vectors = embedding.result()
+        dense = self.snapshot.nearest_many(vectors, depth, where)
+        return [self._hybrid(d, f, v, top_k) for d, f, v in zip(dense, fts, vectors, strict=True)]
 
-    def _hybrid(self, query: str, dense: list[Hit], vector: Vectors, top_k: int, where: str | None) -> list[Hit]:
-        fts = self.snapshot.full_text(query, max(top_k, self.profile.retrieval.candidates), where) if self.snapshot.has_fts else []
+    def _hybrid(self, dense: list[Hit], fts: list[Hit], vector: Vectors, top_k: int) -> list[Hit]:
         by_id = {h.id: h for h in fts}
         for h in dense:
             if h.id in by_id:
