@@ -29,9 +29,10 @@ def main() -> None:
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/scifact-dev"))
     ap.add_argument("--raw-docs", type=int, default=500, help="documents for the raw model throughput")
     ap.add_argument("--work", default=None, help="folder to keep the corpus and index in (default: a temp dir)")
+    ap.add_argument("--docs", type=int, default=None, help="index only the first N abstracts (default: all 5,183)")
     args = ap.parse_args()
     data = Path(args.data)
-    corpus = [json.loads(line) for line in (data / "corpus.jsonl").open()]
+    corpus = [json.loads(line) for line in (data / "corpus.jsonl").open()][: args.docs]
     work = Path(args.work or tempfile.mkdtemp(prefix="rag-bench-"))
     docs_dir = work / "docs"
     docs_dir.mkdir(parents=True, exist_ok=True)
@@ -62,6 +63,20 @@ def main() -> None:
         f"rag index:      {len(corpus) / wall:7.1f} docs/s  {report['chunks_total'] / wall:.1f} chunks/s  "
         f"({report['chunks_total']} chunks, {wall:.1f} s wall, peak RSS {rss_mb:.0f} MB)  = {len(corpus) / wall / raw:.2f} x raw"
     )
+    # The honest yardstick: the same graph in a tight loop over exactly the texts rag index embedded (its chunks'
+    # context texts, each up to the model's 256 tokens), timed right after it. Docs/s above compares unequal work:
+    # the raw loop truncates each abstract at 256 tokens, rag index embeds every chunk of it.
+    from rag.profile import load_profile
+    from rag.store import open_store
+
+    bodies = [b for batch in open_store(load_profile(str(profile))).published().batches(["body"]) for b in batch["body"]]
+    t0 = time.perf_counter()
+    model.encode(bodies)
+    raw_chunks = len(bodies) / (time.perf_counter() - t0)
+    print(
+        f"raw over chunks: {raw_chunks:6.1f} chunks/s  (the {len(bodies)} chunk texts rag index embedded)  "
+        f"rag index = {report['chunks_total'] / wall / raw_chunks:.2f} x raw"
+    )
     t0 = time.perf_counter()
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     again = json.loads(out.stdout)
@@ -70,7 +85,6 @@ def main() -> None:
     )
 
     from rag.metrics import evaluate_run, mean_metrics
-    from rag.profile import load_profile
     from rag.retrieve import Retriever
 
     queries = {}

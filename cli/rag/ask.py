@@ -260,18 +260,15 @@ class Asker:
         return trail.result(found.answer, sources, cited=found.cited, weak=found.weak)
 
     def _encode(self, trail: Trail) -> Callable[[str, list[str]], tuple[Vectors, Vectors]]:
-        """Embed the question and sentences with the index's own embedding model, in batches of ``embedding.batch_size``."""
+        """Embed the question and sentences with the index's own embedding model, through the query embed service."""
         emb = self.profile.embedding
-        embedder = self.retriever.embedder
+        service = self.retriever.service
 
         def encode(question: str, sentences: list[str]) -> tuple[Vectors, Vectors]:
             texts = [emb.query_prefix + question, *(emb.document_prefix + s for s in sentences)]
-            parts = []
-            for start in range(0, len(texts), emb.batch_size):
-                result = embedder.embed_batch(texts[start : start + emb.batch_size])
-                trail.ledger.add("embed", result.usage)
-                parts.append(np.asarray(result.vectors, dtype=np.float32))
-            vectors = _normalised(np.concatenate(parts))
+            spent = service.usage.copy()
+            vectors = _normalised(service.embed(texts))
+            trail.ledger.add("embed", service.usage - spent)
             return vectors[0], vectors[1:]
 
         return encode

@@ -11,12 +11,12 @@ summed in :attr:`EmbedService.usage`. The indexer, the retriever, ``rag ask``,
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rag import threads
 from rag.chunking import sha256
 from rag.providers.base import Embedder, Usage, Vectors
 
@@ -52,7 +52,7 @@ class EmbedService:
         self.cache_hits = 0
         self.embedded = 0  # texts sent to the model
         workers = max(1, min(concurrency, getattr(embedder, "max_concurrency", None) or concurrency))
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rag-embed") if workers > 1 else None
+        self._pool = threads.pool(workers, "rag-embed") if workers > 1 else None
 
     @classmethod
     def for_queries(cls, embedder: Embedder, profile: Profile) -> EmbedService:
@@ -70,7 +70,11 @@ class EmbedService:
         def run(batch: list[str]) -> Any:
             return self.embedder.embed_batch([text_of[s] for s in batch])
 
-        results = self._pool.map(run, batches) if self._pool is not None else map(run, batches)
+        if self._pool is not None:
+            futures = [self._pool.submit(run, b) for b in batches]
+            results: Iterator[Any] = (threads.result(f) for f in futures)
+        else:
+            results = map(run, batches)
         for batch, result in zip(batches, results, strict=True):
             fresh = dict(zip(batch, np.asarray(result.vectors, dtype=np.float32), strict=True))
             if self.cache is not None:

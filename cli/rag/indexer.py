@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rag import loaders
+from rag import loaders, threads
 from rag.calibrate import update_calibration
 from rag.chunking import ChunkSettings, chunk_document, context_text, sha256
 from rag.discover import Found, Skip, walk
@@ -341,7 +341,7 @@ def _finish(
 def _settle(pending: Future[None]) -> None:
     """Wait for an in-flight commit while an error unwinds: it is atomic, so letting it land loses nothing."""
     with contextlib.suppress(Exception):
-        pending.result()
+        threads.result(pending)
 
 
 class _ReadAhead:
@@ -357,10 +357,10 @@ class _ReadAhead:
         self._docs, self._settings = docs, settings
         self._queue: queue.Queue[tuple[Document, list[Chunk]] | BaseException | None] = queue.Queue(self.DEPTH)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, name="rag-read", daemon=True)
+        self._thread: threading.Thread | None = None
 
     def __enter__(self) -> Iterator[tuple[Document, list[Chunk]]]:
-        self._thread.start()
+        self._thread = threads.start(self._read, "rag-read")
         return self._items()
 
     def __exit__(self, *exc: object) -> None:
@@ -368,10 +368,11 @@ class _ReadAhead:
         with contextlib.suppress(queue.Empty):
             while True:  # unblock a reader waiting on a full queue
                 self._queue.get_nowait()
-        self._thread.join(timeout=10)  # it stops at its next document; the caller then reads what it recorded
+        if self._thread is not None:
+            self._thread.join(timeout=10)  # it stops at its next document; the caller then reads what it recorded
 
     def _items(self) -> Iterator[tuple[Document, list[Chunk]]]:
-        while (item := self._queue.get()) is not None:
+        while (item := threads.take(self._queue)) is not None:
             if isinstance(item, BaseException):
                 raise item
             yield item
@@ -421,7 +422,7 @@ class _Writer:
         fill the gaps instead of taking turns with it. At most one commit is in flight, and the read-ahead is
         bounded, so memory stays flat on any number of files.
         """
-        with _ReadAhead(docs, self.settings) as ahead, ThreadPoolExecutor(1, thread_name_prefix="rag-commit") as committer:
+        with _ReadAhead(docs, self.settings) as ahead, threads.pool(1, "rag-commit") as committer:
             pending: Future[None] | None = None
             try:
                 for doc, chunks in ahead:
@@ -441,7 +442,7 @@ class _Writer:
     ) -> Future[None] | None:
         """Start committing the ready group once the previous commit is done (commits stay in order)."""
         if pending is not None:
-            pending.result()
+            threads.result(pending)
         if not self._ready:
             return None
         group, self._ready = self._ready, []

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from rag import threads
 from rag.providers.base import Vectors
 
 Encode = Callable[[list[str]], tuple[Vectors, list[int]]]
@@ -36,7 +36,7 @@ class MicroBatcher:
         self.requests = 0
         self._queue: asyncio.Queue[_Job] | None = None
         self._worker: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-model")
+        self._executor = threads.pool(1, "rag-model")
 
     async def start(self) -> None:
         self._queue = asyncio.Queue()

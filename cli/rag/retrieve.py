@@ -8,10 +8,10 @@ once. All reads go through the store's :class:`rag.store.Snapshot`.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from rag import threads
 from rag.documents import Hit
 from rag.embed import EmbedService, embedding_record
 from rag.errors import ModelMismatchError, UsageError
@@ -75,10 +75,10 @@ class Retriever:
                 "%s has no full-text index yet (rag index stopped before building it): dense results only; run rag index", self.store.root
             )
         # The model embeds the batch in its threads while full text runs here: both release the GIL.
-        with ThreadPoolExecutor(1, thread_name_prefix="rag-query-embed") as pool:
+        with threads.pool(1, "rag-query-embed") as pool:
             embedding = pool.submit(self.embed_queries, queries)
             fts = [self.snapshot.full_text(q, depth, where) if self.snapshot.has_fts else [] for q in queries]
-            vectors = embedding.result()
+            vectors = threads.result(embedding)
         dense = self.snapshot.nearest_many(vectors, depth, where)
         return [self._hybrid(d, f, v, top_k) for d, f, v in zip(dense, fts, vectors, strict=True)]
 

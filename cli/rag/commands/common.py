@@ -39,8 +39,8 @@ def stdin_batches(max_batch: int = 32) -> Iterator[list[str]]:
     """
     import io
     import queue
-    import threading
 
+    from rag import threads
     from rag.text import clean_text
 
     if isinstance(sys.stdin, io.TextIOWrapper):  # a line that is not UTF-8 is cleaned like an argument, not fatal
@@ -52,11 +52,11 @@ def stdin_batches(max_batch: int = 32) -> Iterator[list[str]]:
             lines.put(line)
         lines.put(None)
 
-    threading.Thread(target=read, name="rag-stdin", daemon=True).start()
+    threads.start(read, "rag-stdin")
     done = False
     while not done:
         batch: list[str] = []
-        item = lines.get()
+        item = threads.take(lines)  # in slices: Ctrl-C while waiting for the next line exits at once
         while True:
             if item is None:
                 done = True

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rag import threads
 from rag.errors import ConfigError
 from rag.profile import LOCAL_POOLINGS
 from rag.providers.base import Vectors
@@ -142,10 +143,10 @@ class _Runner:
             return map(one, batches)
         with self._pool_lock:
             if self._pool is None or self._pool_size != workers:
-                self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rag-onnx")
+                self._pool = threads.pool(workers, "rag-onnx")
                 self._pool_size = workers
             pool = self._pool
-        return pool.map(one, batches)
+        return (threads.result(f) for f in [pool.submit(one, b) for b in batches])
 
     def run(self, encodings: list[Encoding], rows: list[int]) -> tuple[Any, np.ndarray]:
         """The output for ``encodings[rows]`` and their attention mask."""

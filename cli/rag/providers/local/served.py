@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from rag import threads
 from rag.providers.local.minilm import MODEL_ALIASES, MODEL_NAME, LocalCosineReranker
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ class ServedModel:
     async def score(self, query: str, documents: list[str]) -> tuple[Any, int]:
         """A cross-encoder's scores, computed off the event loop, one request at a time per model."""
         if self.executor is None:
-            self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-rerank")
+            self.executor = threads.pool(1, "rag-rerank")
         return await asyncio.get_running_loop().run_in_executor(self.executor, self.loaded.score, query, documents)
 
 
