@@ -311,20 +311,25 @@ def _finish(
     changed = bool(writer.commits)
     runs = list(meta.get("runs") or [])
     kept = profile.store.keep_runs
-    steps = needed(store, {int(r["version"]) for r in runs[-kept:]})
+    steps = needed(store, _kept(runs[-kept:]))
     unpublished = publish and store.published_version() != store.latest().version
     if changed or steps or unpublished:
-        if publish:
-            store.publish()  # queries see this run's changes, all at once, before any upkeep
+        first = store.publish() if publish else None  # queries see this run's changes, all at once, before any upkeep
         upkeep = maintain(store, Upkeep(), ev.warn, [s for s in steps if s != "cleanup"])
         if publish:
             version = store.publish()
             if changed or unpublished:
                 runs.append(
-                    {"version": version, "at": time.time(), "files_indexed": report.files_indexed, "files_deleted": report.files_deleted}
+                    {
+                        "version": version,
+                        "first_published": first,  # readers may still hold it: kept as long as the run is
+                        "at": time.time(),
+                        "files_indexed": report.files_indexed,
+                        "files_deleted": report.files_deleted,
+                    }
                 )
                 meta["runs"] = runs = runs[-kept:]
-        maintain(store, upkeep, ev.warn, ["cleanup"], keep={int(r["version"]) for r in runs[-kept:]})
+        maintain(store, upkeep, ev.warn, ["cleanup"], keep=_kept(runs[-kept:]) | ({first} if first is not None else set()))
         record(meta, upkeep)
         report.maintenance = upkeep.as_dict()
         report.fts_rebuilt = upkeep.fts is not None
@@ -392,6 +397,11 @@ class _ReadAhead:
             with contextlib.suppress(queue.Full):
                 self._queue.put(item, timeout=0.1)
                 return
+
+
+def _kept(runs: list[dict[str, Any]]) -> set[int]:
+    """Versions the retention keeps for these runs: each run's final version and the one it published before upkeep."""
+    return {int(v) for r in runs for v in (r.get("version"), r.get("first_published")) if v is not None}
 
 
 class _Writer:
