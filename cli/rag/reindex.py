@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import StoreError, UsageError
+from rag.events import IndexEvents
 from rag.faults import checkpoint, passed
 from rag.lifecycle import BuildRequest, annotate, as_built, record_of, signature, switch_to, with_model
 from rag.metrics import failed_gates, parse_gate
@@ -66,7 +67,7 @@ class Gates:
         return [*(str(g) for g in self.min), *(f"{g.metric} may drop {g.minimum:g}" for g in self.max_regression), *map(str, self.max)]
 
 
-def reindex(profile: Profile, request: ReindexRequest, events: Any = None) -> dict[str, Any]:
+def reindex(profile: Profile, request: ReindexRequest, events: IndexEvents | None = None) -> dict[str, Any]:
     """Build, compare, and switch when the gates pass. Returns the comparison (``failed`` lists failed gates)."""
     from rag.indexer import index_paths
 

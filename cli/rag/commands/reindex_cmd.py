@@ -39,7 +39,7 @@ def command(
         max=ceilings,
         dry_run=dry_run,
     )
-    result = reindex(load_profile(profile), request, events=_Events())
+    result = reindex(load_profile(profile), request, events=_events())
     if json_out:
         emit_json(result)
     else:
@@ -50,20 +50,15 @@ def command(
         raise typer.Exit(1)
 
 
-class _Events:
+def _events() -> Any:
     """The indexer's events: warnings only (a rebuild's progress is the summary that follows)."""
+    from rag.events import Silent
 
-    def total(self, files: int) -> None:
-        pass
+    class Warnings(Silent):
+        def warn(self, *args: object) -> None:
+            warn(str(args[0]))
 
-    def advance(self, files: int = 0, chunks: int = 0) -> None:
-        pass
-
-    def skipped(self, path: str, reason: str, kind: str) -> None:
-        pass
-
-    def warn(self, message: str) -> None:
-        warn(message)
+    return Warnings()
 
 
 def _render(r: dict[str, Any]) -> None:
