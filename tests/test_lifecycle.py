@@ -367,17 +367,17 @@ def test_queries_keep_answering_from_the_live_generation_while_the_profile_names
     assert live_model(cwd) == TINY
 
 
-def test_a_profile_change_with_part_of_the_folders_updates_the_live_generation_as_it_was_built(tmp_path: Path) -> None:
+def test_a_profile_change_builds_a_new_generation_only_from_every_folder_the_live_one_holds(tmp_path: Path) -> None:
     cwd = project(tmp_path)
     assert rag("index", "docs", cwd=cwd).code == 0
+    before = answers(cwd)
     with (cwd / "rag.yaml").open("a") as f:
         f.write("chunking:\n  max_tokens: 64\n  overlap: 8\n")
-    write(cwd / "docs" / "cats.md", DOCS["cats.md"] + "\nCats also like milk.\n")
-    part = rag("index", "docs/cats.md", "--json", cwd=cwd)  # a new generation of one file would lose the other four
-    assert part.code == 0, part.err
-    assert "chunking settings changed (256/32 -> 64/8 tokens) since generation 1 was built; this run updates it as it was built" in part.err
-    assert part.json()["generation"]["generation"] == 1 and part.json()["chunks_total"] == len(DOCS)
-    assert rag("status", "--json", cwd=cwd).json()["chunking"]["max_tokens"] == 256
+    part = rag("index", "docs/cats.md", cwd=cwd)  # a new generation of one file would lose the other four
+    assert part.code == 4 and part.err.count("\n") == 1, part.err
+    assert part.err.startswith("error: chunking settings changed (256/32 -> 64/8 tokens) since generation 1 was built, and a new ")
+    assert part.err.endswith(f"run rag index on all of {(cwd / 'docs').resolve()}, or rag reindex\n")
+    assert answers(cwd) == before and not (cwd / ".rag" / "chunks.g2.lance").exists()
     whole = rag("index", "docs", "--json", cwd=cwd)
     assert whole.json()["generation"]["generation"] == 2 and whole.json()["generation"]["switched"] is True
     assert rag("status", "--json", cwd=cwd).json()["chunking"]["max_tokens"] == 64

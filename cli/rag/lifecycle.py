@@ -247,7 +247,7 @@ def plan_run(
     """Where this run writes (call it holding the writer lock). See the module docstring.
 
     A profile change builds a new generation only from a run over every folder the live one holds (``roots``
-    cover its files): ``rag index docs/one.md`` or ``rag ask --refresh`` update the live generation as it was built.
+    cover its files); ``rag index docs/one.md`` is refused with the command that does.
     """
     live_store = open_store(profile, table)
     reg = Registry.load(live_store.root, live_store.table_name)
@@ -275,15 +275,17 @@ def plan_run(
             "beside it; queries use the live one until it is complete"
         )
         return target
-    notice = None
-    if change:
-        notice = (
-            f"{change} since generation {live_store.generation} was built; this run updates it as it was built; "
-            "to build a new generation, run rag index on every folder it holds, or rag reindex"
+    if change and roots is not None:
+        from rag.providers import make_embedder
+
+        make_embedder(profile)  # a profile whose model cannot be made says so first
+        folders = ", ".join(record.get("roots") or []) or "the folders it was built from"
+        raise StoreError(
+            f"{change} since generation {live_store.generation} was built, and a new generation must hold every file the "
+            f"live one holds; run rag index on all of {folders}, or rag reindex"
         )
-    target = Target(as_built(profile, record), live_store, reg, False, "index", record.get("built_from") or wanted, True, keep)
-    target.notice = notice
-    return target
+    # Documents added through the API and forgotten files update the live generation as it was built.
+    return Target(as_built(profile, record), live_store, reg, False, "index", record.get("built_from") or wanted, True, keep)
 
 
 def _shadow(reg: Registry, live: Store, profile: Profile, reason: str, built_from: dict[str, Any], switch: bool, keep: int) -> Target:
