@@ -17,7 +17,8 @@ States: ``building`` (being written, or left by a crash: the next build with
 the same settings resumes it), ``built`` (complete, not live: a dry run, or
 waiting for its gates), ``live``, ``retired`` (was live; a rollback target),
 ``rejected`` (a gate failed), ``removing`` / ``removed`` (cleaned up; the
-record stays for the history).
+record stays for the history), ``abandoned`` (an unfinished build replaced by
+one with other settings).
 
 Writes happen under the table's writer lock; reads need no lock.
 """
