@@ -141,9 +141,10 @@ NO_KEY = (
     "providers:\n  remote:\n    kind: openai\n    base_url: http://127.0.0.1:9\n    api_key_env: RAG_TEST_SURELY_UNSET_KEY\n"
     "store:\n  uri: {store}\n"
 )
+# rag query has no stage of its own to name: it embeds with the model that built the live generation (rag.lifecycle),
+# so a profile naming another model is not in its path (test_lifecycle covers that it still answers).
 NO_KEY_STAGE = {
     "index": "embedding:\n  model: remote/embed-x\n",
-    "query": "embedding:\n  model: remote/embed-x\n",
     "ask": "chat:\n  model: remote/chat-x\n",
     "rerank": "rerank:\n  model: remote/rerank-x\n",
 }
@@ -174,14 +175,17 @@ def cases() -> list[Case]:
                 f"{command}: YAML wrong type", args, 3, "rag.yaml:2: 'embedding.batch_size' must be a whole number, got 'many'", WRONG_TYPE
             ),
             Case(f"{command}: YAML unknown key", args, 3, "rag.yaml:3: unknown key 'retrieval.colour'", UNKNOWN_KEY),
-            Case(
-                f"{command}: API key env var missing",
-                args,
-                3,
-                "provider 'remote' needs an API key: export RAG_TEST_SURELY_UNSET_KEY",
-                NO_KEY + NO_KEY_STAGE[command],
-            ),
         ]
+        if command in NO_KEY_STAGE:
+            out.append(
+                Case(
+                    f"{command}: API key env var missing",
+                    args,
+                    3,
+                    "provider 'remote' needs an API key: export RAG_TEST_SURELY_UNSET_KEY",
+                    NO_KEY + NO_KEY_STAGE[command],
+                )
+            )
     out.append(
         Case(
             "index: YAML value out of range",

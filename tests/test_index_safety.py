@@ -40,7 +40,10 @@ def slow_corpus(root: Path, files: int = 32, batch: int = 4) -> Path:
 def ids_in_store(root: Path) -> list[str]:
     import lancedb
 
-    table = lancedb.connect(str(root / ".rag")).open_table("chunks")
+    from rag.store.generations import live_generation, physical_name
+
+    live = physical_name("chunks", live_generation(root / ".rag", "chunks"))  # a chunking change builds a new generation
+    table = lancedb.connect(str(root / ".rag")).open_table(live)
     return list(table.to_arrow().column("id").to_pylist())
 
 

@@ -93,6 +93,7 @@ class AskResult:
             "citations": [citation(s, t.score_kind, s.n in self.cited) for s in self.sources],
             "invalid_citations": self.invalid,
             "retrieved": t.retrieved(),
+            "index": t.index,
             "models": t.models,
             "usage": {stage: {k: v for k, v in u.items() if k != "cost_usd"} for stage, u in usage.items()},
             "cost": {stage: u.get("cost_usd", 0.0) for stage, u in usage.items()},
@@ -142,6 +143,7 @@ class Trail:
     cache: dict[str, str] = field(default_factory=dict)  # stage -> hit | miss | off
     saved: dict[str, Any] = field(default_factory=dict)  # usage a cache hit did not spend
     models: dict[str, Any] = field(default_factory=dict)
+    index: dict[str, Any] = field(default_factory=dict)  # table, generation and version that answered
     stale: Staleness = field(default_factory=Staleness)
     refreshed: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -193,6 +195,7 @@ class Trail:
             "query": self.question,
             "settings": self.settings.as_dict(),
             "outcome": outcome,
+            "index": self.index,
             "models": self.models,
             "retrieved": self.retrieved(),
             "cache": self.cache_info(),

@@ -50,7 +50,7 @@ from rag.render import display_path
 from rag.rerank import in_order, rerank_hits, rerank_text
 from rag.retrieve import Retriever, validate_query
 from rag.store import FileState
-from rag.trace import append_trace, embedding_model
+from rag.trace import append_trace, embedding_model, index_info
 
 Delta = Callable[[str], None]
 Warn = Callable[[str], None]
@@ -124,9 +124,11 @@ class Asker:
         trail.stale = self._freshness(question, settings, trail, warn)
         t = timer.stage("freshness", t)
         trail.models["embedding"] = embedding_model(self.retriever)
-        spent = self.retriever.usage.copy()
+        trail.index = index_info(self.retriever)
+        spent, embed_ms = self.retriever.usage.copy(), self.retriever.embed_ms
         candidates = self.retriever.search(question, mode=settings.mode, top_k=settings.top_k, where=settings.where)
         trail.ledger.add("embed", self.retriever.usage - spent)
+        trail.latency_ms["embed"] = round(self.retriever.embed_ms - embed_ms, 2)
         trail.candidates = [dataclasses.replace(h, ranks=dict(h.ranks), scores=dict(h.scores)) for h in candidates]
         t = timer.stage("retrieve", t)
         if self.reranker is not None and candidates:
@@ -261,7 +263,7 @@ class Asker:
 
     def _encode(self, trail: Trail) -> Callable[[str, list[str]], tuple[Vectors, Vectors]]:
         """Embed the question and sentences with the index's own embedding model, through the query embed service."""
-        emb = self.profile.embedding
+        emb = self.retriever.profile.embedding  # the live generation's own model and prefixes
         service = self.retriever.service
 
         def encode(question: str, sentences: list[str]) -> tuple[Vectors, Vectors]:

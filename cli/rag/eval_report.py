@@ -13,6 +13,7 @@ from typing import Any
 
 from rag.datasets import RUN_FORMAT, EvalSet
 from rag.evaluate_answers import AnswerStats
+from rag.gates import LatencyGate, failed_max
 from rag.metrics import Delta, Gate, compare_metrics, evaluate_run, failed_gates, mean_metrics, percentile
 from rag.profile import Profile
 from rag.usage import Usage
@@ -34,6 +35,14 @@ class Stage:
         self.per_query = evaluate_run(self.runs, eval_set.qrels, ks)
         self.metrics = mean_metrics(self.per_query)
 
+    def latency(self) -> dict[str, float]:
+        n = max(len(self.latencies_ms), 1)
+        return {
+            "p50": round(percentile(self.latencies_ms, 50), 2),
+            "p95": round(percentile(self.latencies_ms, 95), 2),
+            "mean": round(sum(self.latencies_ms) / n, 2),
+        }
+
     def summary(self, profile: Profile) -> dict[str, Any]:
         from rag.usage import cost as usage_cost
 
@@ -42,11 +51,7 @@ class Stage:
         cost = usage_cost(profile, self.usage_stage, self.usage)
         return {
             "metrics": {name: round(value, 6) for name, value in self.metrics.items()},
-            "latency_ms": {
-                "p50": round(percentile(self.latencies_ms, 50), 2),
-                "p95": round(percentile(self.latencies_ms, 95), 2),
-                "mean": round(sum(self.latencies_ms) / n, 2),
-            },
+            "latency_ms": self.latency(),
             "tokens": tokens,
             "tokens_per_query": round(tokens / n, 2),
             "cost_usd": round(cost, 6),
@@ -65,12 +70,13 @@ class EvalReport:
     answers: AnswerStats | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     gates: list[Gate] = field(default_factory=list)
+    max_gates: list[LatencyGate] = field(default_factory=list)  # --max latency.rerank.p95=300ms
     baseline: tuple[str, dict[str, Any]] | None = None  # (path, a run saved with --save) to compare against
 
     @property
     def failures(self) -> list[str]:
         """One line per gate that failed (``rag eval`` exits 1 when there is any)."""
-        return failed_gates(self.gates, self.stage_metrics())
+        return failed_gates(self.gates, self.stage_metrics()) + failed_max(self.max_gates, self.stage_latency())
 
     @property
     def final_stage(self) -> str:
@@ -78,6 +84,9 @@ class EvalReport:
 
     def stage_metrics(self) -> dict[str, dict[str, float]]:
         return {name: stage.metrics for name, stage in self.stages.items()}
+
+    def stage_latency(self) -> dict[str, dict[str, float]]:
+        return {name: stage.latency() for name, stage in self.stages.items()}
 
     def as_dict(self, per_query: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -92,9 +101,10 @@ class EvalReport:
         if "rerank" in self.stages:
             base, reranked = self.stages["retrieval"].metrics, self.stages["rerank"].metrics
             out["rerank_lift"] = {name: round(reranked[name] - base[name], 6) for name in reranked if name in base}
+            out["rerank_latency_ms"] = self.stages["rerank"].latency()  # the lift's price, for the scenario's SLO
         if self.baseline is not None:
             out["compare"] = self.comparison(out)
-        out["gates"] = {"checked": [str(g) for g in self.gates], "failed": self.failures}
+        out["gates"] = {"checked": [str(g) for g in [*self.gates, *self.max_gates]], "failed": self.failures}
         if per_query:
             out["per_query"] = {name: stage.per_query for name, stage in self.stages.items()}
             if self.answers:

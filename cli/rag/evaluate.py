@@ -30,7 +30,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rag.datasets import EvalSet, iter_corpus, table_name
 from rag.documents import Hit
@@ -41,6 +41,9 @@ from rag.events import EvalEvents, Silent
 from rag.metrics import document_run, ranked_scores
 from rag.profile import Profile
 from rag.providers.base import Reranker
+
+if TYPE_CHECKING:
+    from rag.store import Store
 
 CHUNKS_PER_DOC = 2
 QUERY_BATCH = 32  # queries retrieved together: embedded in one batch, searched by one matrix product
@@ -129,6 +132,7 @@ class EvalRequest:
     answers: bool = True  # own-documents sets: answer when a chat model is configured
     extractive: bool = False
     gates: list[str] = field(default_factory=list)  # "ndcg@10=0.70"
+    max_gates: list[str] = field(default_factory=list)  # "latency.rerank.p95=300ms"
     compare: Path | None = None  # a run saved with save
     save: Path | None = None
     trec_run: Path | None = None
@@ -137,10 +141,12 @@ class EvalRequest:
 def run(profile: Profile, request: EvalRequest, events: EvalEvents | None = None) -> EvalReport:
     """Check the request, evaluate, and write what was asked for (saved run, TREC run); gates are in the report."""
     from rag.datasets import load_eval_set, load_run, save_run, write_trec_run
+    from rag.gates import parse_max
     from rag.metrics import parse_gate, parse_ks
     from rag.retrieve import validate_options
 
     gates = [parse_gate(g) for g in request.gates]
+    max_gates = [parse_max(g) for g in request.max_gates]
     ks = sorted(set(parse_ks(request.ks)) | {g.k for g in gates if g.k is not None})
     validate_options(request.mode, None)
     baseline = (str(request.compare), load_run(request.compare)) if request.compare else None
@@ -149,7 +155,7 @@ def run(profile: Profile, request: EvalRequest, events: EvalEvents | None = None
     report = evaluate(
         profile, eval_set, mode=request.mode, ks=ks, rerank_depth=request.rerank_depth, extractive=request.extractive, events=events
     )
-    report.gates, report.baseline = gates, baseline
+    report.gates, report.max_gates, report.baseline = gates, max_gates, baseline
     if request.save:
         save_run(request.save, report.as_dict(per_query=True))
     if request.trec_run:
@@ -182,8 +188,10 @@ def evaluate(
     rerank_depth: int | None = None,
     extractive: bool = False,
     events: EvalEvents | None = None,
+    store: Store | None = None,
 ) -> EvalReport:
-    """Index (BEIR) or open (own documents) the table, run every query, score every stage."""
+    """Index (BEIR) or open (own documents) the table, run every query, score every stage. ``store``: own documents
+    are looked up in that generation instead of the live one (``rag reindex`` evaluates a shadow)."""
     from rag.providers import make_reranker
     from rag.retrieve import Retriever
 
@@ -198,7 +206,7 @@ def evaluate(
         table = profile.store.table
         index = {"table": table, "reused": True}
     indexed = time.perf_counter()
-    retriever = Retriever(profile, table)
+    retriever = Retriever(profile, table, store=store if eval_set.kind == "docs" else None)
     if eval_set.kind == "docs":
         _warn_unindexed(eval_set, set(retriever.snapshot.file_states()), ev)
     if mode != "fts":

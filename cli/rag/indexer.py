@@ -34,6 +34,7 @@ from rag.embed_cache import open_cache
 from rag.errors import ModelMismatchError, ProviderError, SourceError
 from rag.events import IndexEvents, Silent
 from rag.faults import checkpoint, passed
+from rag.lifecycle import BuildRequest, plan_run
 from rag.lock import writer_lock
 from rag.profile import Profile
 from rag.providers import make_embedder
@@ -67,6 +68,7 @@ class IndexReport:
     table_version: int = 0
     committed: bool = False  # this run changed the table
     maintenance: dict[str, Any] = field(default_factory=dict)
+    generation: dict[str, Any] = field(default_factory=dict)  # which generation the run wrote, and whether it went live
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "usage"}
@@ -98,8 +100,11 @@ class _Plan:
     unindexed: dict[str, dict[str, Any]]  # files that give no chunks, as this run leaves them (merged into the meta)
 
 
-def index_paths(profile: Profile, paths: list[Path], *, rebuild: bool = False, events: Events | None = None) -> IndexReport:
-    """Index files under ``paths``; chunks of files gone from those paths are deleted."""
+def index_paths(
+    profile: Profile, paths: list[Path], *, rebuild: bool = False, events: Events | None = None, request: BuildRequest | None = None
+) -> IndexReport:
+    """Index files under ``paths``; chunks of files gone from those paths are deleted. ``request``: a shadow build
+    for ``rag reindex`` (see :mod:`rag.lifecycle`)."""
     if not paths:
         raise SourceError("no paths given; usage: rag index PATH...")
     for path in paths:
@@ -148,7 +153,7 @@ def index_paths(profile: Profile, paths: list[Path], *, rebuild: bool = False, e
         ev.total(len(changed))
         return _Plan(_load_files(changed, states, known, unindexed, report, ev), gone, unindexed)
 
-    return _run(profile, None, plan, rebuild=rebuild, events=events)
+    return _run(profile, None, plan, rebuild=rebuild, events=events, roots=roots, request=request)
 
 
 def index_documents(
@@ -233,17 +238,28 @@ def _load_files(
 # --------------------------------------------------------------------------- one run
 
 
-def _run(profile: Profile, table: str | None, plan: Any, *, rebuild: bool, events: Events | None) -> IndexReport:
+def _run(
+    profile: Profile,
+    table: str | None,
+    plan: Any,
+    *,
+    rebuild: bool,
+    events: Events | None,
+    roots: list[str] | None = None,
+    request: BuildRequest | None = None,
+) -> IndexReport:
     ev = events or Silent()
     started = time.perf_counter()
     report = IndexReport()
-    embedder = make_embedder(profile)
-    info = embedding_record(embedder, profile)
-    settings = chunk_settings(profile)
     store = open_store(profile, table)
     with writer_lock(store.lock_path, profile.store.lock_timeout, ev.warn):
-        if rebuild:
-            store.drop()
+        # A rebuild or a changed model or chunking writes a new generation beside the live one (rag.lifecycle).
+        target = plan_run(profile, table, rebuild=rebuild, request=request, warn=ev.warn, roots=roots)
+        profile, store = target.profile, target.store
+        embedder = make_embedder(profile)
+        info = embedding_record(embedder, profile)
+        settings = chunk_settings(profile)
+        target.begin(ev.warn)
         if store.exists():
             store.check_embedding(info)
         meta = store.meta()
@@ -285,6 +301,8 @@ def _run(profile: Profile, table: str | None, plan: Any, *, rebuild: bool, event
         ev.stage("calibrating the no-answer gate")
         update_calibration(store, embedder, changed=report.chunks_added + report.chunks_removed, warn=ev.warn)
         report.embedding = {**info, "dimensions": writer.dim or info["dimensions"]}
+        report.seconds = time.perf_counter() - started
+        report.generation = target.complete(report, roots, ev.warn)
     report.seconds = time.perf_counter() - started
     return report
 

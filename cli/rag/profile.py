@@ -142,6 +142,18 @@ class HttpConfig:
     breaker_cooldown: float = 30.0
 
 
+@dataclass
+class LifecycleConfig:
+    """Generations of the index: what ``rag reindex`` evaluates and gates on, and how many generations are kept."""
+
+    eval: str | None = None  # the dataset rag reindex evaluates both generations on (relative to the profile)
+    split: str = "test"
+    min: list[str] = field(default_factory=list)  # ndcg@10=0.6: the new generation must reach it
+    max_regression: list[str] = field(default_factory=list)  # ndcg@10=0.01: it may lose at most this against the live one
+    max: list[str] = field(default_factory=list)  # latency.rerank.p95=300ms
+    keep_generations: int = 2  # the live one and one to roll back to
+
+
 # Profile fields that say where it came from and where it applies, not keys of the YAML.
 META_FIELDS = ("source", "base_dir", "lines", "store_override", "home")
 
@@ -160,6 +172,7 @@ class Profile:
     cache: CacheConfig = field(default_factory=CacheConfig)
     trace: TraceConfig = field(default_factory=TraceConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
     # Where the profile came from; relative paths in it resolve against its folder.
     source: str = "<built-in default>"
     base_dir: Path = field(default_factory=Path.cwd)
@@ -455,6 +468,11 @@ def _check(p: Profile) -> None:
         (p.store.commit_chunks >= 1, "store.commit_chunks", "must be at least 1"),
         (p.store.lock_timeout >= 0, "store.lock_timeout", "must be at least 0"),
         (p.store.keep_runs >= 2, "store.keep_runs", "must be at least 2 (a query may still be reading the previous run's version)"),
+        (
+            p.lifecycle.keep_generations >= 2,
+            "lifecycle.keep_generations",
+            "must be at least 2 (a query may still be reading the generation before the live one)",
+        ),
         (p.http.backoff_base >= 0, "http.backoff_base", "must be at least 0"),
         (p.http.backoff_max >= 0, "http.backoff_max", "must be at least 0"),
         (p.http.breaker_failures >= 0, "http.breaker_failures", "must be at least 0 (0 turns the breaker off)"),

@@ -8,6 +8,7 @@ once. All reads go through the store's :class:`rag.store.Snapshot`.
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 
@@ -29,11 +30,14 @@ log = logging.getLogger("rag.retrieve")
 
 class Retriever:
     def __init__(self, profile: Profile, table: str | None = None, store: Store | None = None) -> None:
-        self.profile = profile
+        from rag.lifecycle import reading_profile
+
         self.store = store or open_store(profile, table)
         self.snapshot: Snapshot = self.store.published()  # raises StoreError with 'run: rag index' if missing
+        self.profile = reading_profile(profile, self.store)  # the generation's own embedding model reads it
         self._service: EmbedService | None = None
         self._warned_fts = False
+        self.embed_ms = 0.0  # time spent embedding queries, for per-stage latency
 
     @property
     def embedder(self) -> Embedder:
@@ -117,7 +121,9 @@ class Retriever:
 
     def embed_queries(self, queries: list[str]) -> Vectors:
         """Query vectors, checked against the size the index holds."""
+        began = time.perf_counter()
         vectors = self.service.embed([self.profile.embedding.query_prefix + q for q in queries])
+        self.embed_ms += (time.perf_counter() - began) * 1000
         if vectors.shape[1] != self.snapshot.vector_size:
             raise ModelMismatchError(
                 f"{self.embedder.ref} returns {vectors.shape[1]}-dimensional vectors, but the index at {self.store.root} holds "

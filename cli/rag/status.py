@@ -1,4 +1,4 @@
-"""What is indexed: sources, chunks, model, the published version and its upkeep."""
+"""What is indexed: sources, chunks, model, the live generation and published version, and its upkeep."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ def status(profile: Profile, table: str | None = None) -> dict[str, Any]:
     return {
         "store": str(store.root),
         "table": store.table_name,
+        "generation": store.generation,
         "chunks": snapshot.count(),
         "sources": len(states),
         "version": snapshot.version,

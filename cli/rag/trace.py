@@ -1,8 +1,8 @@
 """Traces: one JSON line per ``rag ask`` or ``rag query``, appended to ``trace.path``.
 
 A line holds what is needed to explain an answer afterwards — the query,
-model versions, retrieved ids with their scores, rerank scores, threshold and
-cache decisions, usage and latency per stage — and nothing secret: no keys,
+the index generation and table version that answered, model versions,
+retrieved ids with their scores, rerank scores, threshold and cache decisions, usage and latency per stage — and nothing secret: no keys,
 no headers, no provider settings. ``rag query`` traces with
 :func:`trace_queries` (through :func:`rag.search.search`); ``rag ask`` builds its line in :mod:`rag.ask`.
 """
@@ -48,16 +48,34 @@ def embedding_model(retriever: Retriever) -> dict[str, Any]:
     return {"alias": retriever.profile.embedding.model, "model": built.get("model"), "version": built.get("version")}
 
 
+def index_info(retriever: Retriever) -> dict[str, Any]:
+    """Which table answered: its generation and the Lance version read (what a rollback or a rebuild changes)."""
+    return {"table": retriever.store.table_name, "generation": retriever.store.generation, "version": retriever.snapshot.version}
+
+
 @dataclass
 class Mark:
-    """Taken before a query: when it started and what the retriever had spent."""
+    """Taken before a query: when it started, what the retriever had spent, and its embedding time so far."""
 
     started: float
     spent: Usage
+    embed_ms: float = 0.0
 
 
 def mark(retriever: Retriever) -> Mark:
-    return Mark(time.perf_counter(), retriever.usage.copy())
+    return Mark(time.perf_counter(), retriever.usage.copy(), retriever.embed_ms)
+
+
+def query_fields(retriever: Retriever, since: Mark, queries: int = 1) -> dict[str, Any]:
+    """What ``rag query`` adds to its trace line and its ``--json``: the index read, the model, latency per stage
+    (for queries searched as one batch, each one's share)."""
+    total = (time.perf_counter() - since.started) * 1000 / max(1, queries)
+    embed = (retriever.embed_ms - since.embed_ms) / max(1, queries)
+    return {
+        "index": index_info(retriever),
+        "models": {"embedding": embedding_model(retriever)},
+        "latency_ms": {"embed": round(embed, 2), "search": round(max(total - embed, 0.0), 2), "retrieve": round(total, 2)},
+    }
 
 
 def trace_queries(
@@ -78,8 +96,8 @@ def trace_queries(
     """
     if not profile.trace.path:
         return
-    share = (time.perf_counter() - since.started) * 1000 / max(1, len(queries))
     spent = retriever.usage - since.spent
+    fields = query_fields(retriever, since, len(queries))
     for i, (query, hits) in enumerate(zip(queries, results, strict=True)):
         record = {
             "command": "query",
@@ -87,10 +105,9 @@ def trace_queries(
             "mode": mode or profile.retrieval.mode,
             "top_k": top_k or profile.retrieval.top_k,
             "where": where,
-            "models": {"embedding": embedding_model(retriever)},
+            **fields,
             "retrieved": hit_scores(hits),
             "usage": {"embed": (spent if i == 0 else Usage()).as_dict()},
-            "latency_ms": {"retrieve": round(share, 2)},
         }
         if len(queries) > 1:
             record["batch"] = len(queries)

@@ -15,6 +15,8 @@ COMMANDS = {
     "ask": "ask",
     "eval": "eval",
     "serve": "serve",
+    "reindex": "reindex",
+    "rollback": "rollback",
 }
 
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from rich.progress import ProgressColumn
 
 HELP_MIN = "Gate: fail (exit 1) when a metric of the last stage is below VALUE, e.g. ndcg@10=0.70. Repeatable."
+HELP_MAX = "Gate: fail (exit 1) when a stage's latency is above VALUE, e.g. latency.rerank.p95=300ms. Repeatable."
 
 
 def command(
@@ -34,6 +35,7 @@ def command(
     compare: Path | None = typer.Option(None, "--compare", help="A run saved with --save: print deltas against it."),
     trec_run: Path | None = typer.Option(None, "--trec-run", help="Write the last stage's ranking as a TREC run file."),
     gates: list[str] = typer.Option([], "--min", help=HELP_MIN),
+    max_gates: list[str] = typer.Option([], "--max", help=HELP_MAX),
     profile: str | None = ProfileOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -53,6 +55,7 @@ def command(
         answers=not no_answers,
         extractive=extractive and not no_answers,
         gates=gates,
+        max_gates=max_gates,
         compare=compare,
         save=save,
         trec_run=trec_run,
@@ -133,7 +136,9 @@ def _render(out: dict[str, Any]) -> None:
     if "rerank_lift" in out:
         lift = out["rerank_lift"]
         shown = [f"{m} {_colored(signed(lift[m]))}" for m in (f"ndcg@{cfg['ks'][-1]}", "ndcg@10", "recall@10", "mrr@10") if m in lift]
-        console.print("rerank lift: " + ", ".join(dict.fromkeys(shown)), highlight=False)
+        latency = out.get("rerank_latency_ms") or {}
+        cost = f" · rerank p50 {latency['p50']:.1f} ms, p95 {latency['p95']:.1f} ms" if latency else ""
+        console.print("rerank lift: " + ", ".join(dict.fromkeys(shown)) + cost, highlight=False)
     answers = out.get("answers")
     if answers:
         console.print(

@@ -21,7 +21,9 @@ def command(
     paths: list[Path] = typer.Argument(..., help="Files or folders to index."),
     profile: str | None = ProfileOption,
     json_out: bool = JsonOption,
-    rebuild: bool = typer.Option(False, "--rebuild", help="Drop the index and build it again (e.g. after changing the embedding model)."),
+    rebuild: bool = typer.Option(
+        False, "--rebuild", help="Build the index again beside the live one, which answers until the new one is complete."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="List every skipped file with its reason."),
 ) -> None:
     """Chunk local files, embed them in batches and store them in LanceDB (incremental)."""

@@ -24,6 +24,7 @@ def command(
     from rag.api import open_index
     from rag.retrieve import validate_options, validate_query
     from rag.text import clean_text
+    from rag.trace import mark, query_fields
 
     # Bad arguments are usage errors whether or not an index exists: check them before opening it.
     validate_options(mode, top_k)
@@ -32,13 +33,17 @@ def command(
     index = open_index(profile).open()  # "no index" is an error before stdin is read
     if query == "-":
         for batch in stdin_batches():
-            for text, hits in zip(batch, index.search_many(batch, mode=mode, top_k=top_k, where=where), strict=True):
-                emit_json({"query": text, "hits": [h.as_dict() for h in hits]})
+            since = mark(index.retriever)
+            results = index.search_many(batch, mode=mode, top_k=top_k, where=where)
+            fields = query_fields(index.retriever, since, len(batch))  # the index, model and latency: the batch's
+            for text, hits in zip(batch, results, strict=True):
+                emit_json({"query": text, "hits": [h.as_dict() for h in hits], **fields})
         return
+    since = mark(index.retriever)
     hits = index.search(query, mode=mode, top_k=top_k, where=where)
     shown_mode = mode or index.profile.retrieval.mode
     if json_out:
-        emit_json({"query": query, "mode": shown_mode, "hits": [h.as_dict() for h in hits]})
+        emit_json({"query": query, "mode": shown_mode, "hits": [h.as_dict() for h in hits], **query_fields(index.retriever, since)})
         return
     _print_hits(hits, shown_mode, query, index.profile.retrieval.rrf_k)
 

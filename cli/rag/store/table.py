@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import ModelMismatchError, StoreError
+from rag.store.generations import live_generation, physical_name
 from rag.store.schema import schema, sql_in
 from rag.store.snapshot import Snapshot, _parts, damaged
 
@@ -33,12 +34,16 @@ PUBLISHED = "published"  # the lance tag readers follow
 
 
 class Store:
-    def __init__(self, root: Path, table: str) -> None:
+    """One generation of a table (the live one unless ``generation`` is given; see :mod:`rag.store.generations`)."""
+
+    def __init__(self, root: Path, table: str, generation: int | None = None) -> None:
         self.root = root
         self.table_name = table
-        self.uri = root / f"{table}.lance"
-        self.meta_path = root / f"{table}.meta.json"
-        self.lock_path = root / f"{table}.lock"
+        self.generation = live_generation(root, table) if generation is None else generation
+        name = physical_name(table, self.generation)
+        self.uri = root / f"{name}.lance"
+        self.meta_path = root / f"{name}.meta.json"
+        self.lock_path = root / f"{table}.lock"  # one writer per table, whichever generation it writes
 
     def exists(self) -> bool:
         return self.meta_path.is_file() and self.uri.is_dir()
