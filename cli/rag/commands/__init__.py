@@ -15,6 +15,7 @@ COMMANDS = {
     "ask": "ask",
     "eval": "eval",
     "serve": "serve",
+    "mcp": "mcp",
 }
 
 

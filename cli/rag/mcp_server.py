@@ -1,0 +1,175 @@
+"""``rag mcp``: the index as Model Context Protocol tools, over stdio or streamable HTTP.
+
+Tools (input and output schemas are published by ``tools/list``):
+
+    search(query, mode?, top_k?, where?)   ranked chunks with every retriever's score, as ``rag query --json``
+    ask(question, top_k?, top_n?, mode?, where?, extractive?)
+                                           the answer with checked [n] citations and its sources, as ``rag ask --json``
+                                           (without the per-stage candidate lists); ``no_answer`` is true when the
+                                           documents do not answer (the CLI's exit 10)
+    status()                               what is indexed, as ``rag status --json`` (files counted, not listed)
+    index(paths)                           index files or folders, as ``rag index --json``; refused unless the profile
+                                           sets ``mcp.allow_index: true``
+
+A failure is a tool error (``isError``) whose text is the one line the CLI
+would print after ``error:`` (structured: ``{"error": ..., "exit_code": ...}``,
+the CLI's exit code); arguments that do not fit the schema are the SDK's own
+tool error. The index, the models and the answer cache open
+once, on first use; after ``index`` they are reopened, so searches see the new
+version. Tools run one at a time (the models are not shared across threads).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import Field
+
+from rag.errors import RagError, UsageError
+
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
+
+    from rag.ask import Asker
+    from rag.profile import Profile
+    from rag.retrieve import Retriever
+
+Mode = Literal["hybrid", "dense", "fts"]
+
+INSTRUCTIONS = (
+    "Search and question a local document index built by rag. Use search for ranked passages with their file "
+    "and heading, ask for a cited answer (citations [n] refer to the numbered sources returned with it), "
+    "status to see what is indexed."
+)
+
+
+class Tools:
+    """The library calls behind the tools; one lock, so the index and models are used by one call at a time."""
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        self._retriever: Retriever | None = None
+        self._asker: Asker | None = None
+        self._lock = threading.Lock()
+
+    def run(self, fn: Callable[[], dict[str, Any]]) -> Any:
+        """``fn``'s result, or a tool error carrying the CLI's one line (and its exit code, structured)."""
+        from mcp.types import CallToolResult, TextContent
+
+        with self._lock:
+            try:
+                return fn()
+            except RagError as err:
+                # Returned, not raised: the SDK would prefix a raised ToolError with "Error executing tool ..."
+                error = {"error": str(err), "exit_code": err.exit_code}
+                return CallToolResult(content=[TextContent(type="text", text=str(err))], structured_content=error, is_error=True)
+
+    def search(self, query: str, mode: str | None, top_k: int | None, where: str | None) -> dict[str, Any]:
+        from rag.retrieve import Retriever, validate_options, validate_query
+
+        validate_options(mode, top_k)
+        query = validate_query(query)
+        if self._retriever is None:
+            self._retriever = Retriever(self.profile)
+        hits = self._retriever.search(query, mode=mode, top_k=top_k, where=where)
+        return {"query": query, "mode": mode or self.profile.retrieval.mode, "hits": [h.as_dict() for h in hits]}
+
+    def ask(self, question: str, **options: Any) -> dict[str, Any]:
+        from rag.answer import Settings
+        from rag.ask import Asker
+
+        settings = Settings.from_profile(self.profile, **options)
+        settings.validate()
+        if self._asker is None:
+            self._asker = Asker(self.profile)
+        result = self._asker.ask(question, settings)
+        out = result.as_dict(self.profile)
+        out.pop("retrieved", None)  # per-stage candidate lists: the trace's business, not an agent's
+        return out
+
+    def status(self) -> dict[str, Any]:
+        from rag.status import status
+
+        info = status(self.profile)
+        info["files"] = len(info["files"])
+        return info
+
+    def index(self, paths: list[str]) -> dict[str, Any]:
+        from rag.indexer import index_paths
+
+        if not self.profile.mcp.allow_index:
+            raise UsageError(f"indexing through MCP is off; set mcp.allow_index: true in {self.profile.source} to allow it")
+        if not paths:
+            raise UsageError("paths is empty; give files or folders to index")
+        report = index_paths(self.profile, [Path(p) for p in paths])
+        self.reopen()
+        return report.as_dict()
+
+    def reopen(self) -> None:
+        if self._asker is not None:
+            self._asker.close()
+        self._retriever = self._asker = None
+
+
+def build_server(profile: Profile) -> MCPServer:
+    """The MCP server for ``profile``'s index."""
+    from mcp.server.mcpserver import MCPServer
+    from mcp.types import ToolAnnotations
+
+    from rag import __version__
+
+    tools = Tools(profile)
+    server: MCPServer = MCPServer("rag", instructions=INSTRUCTIONS, version=__version__, log_level="WARNING")
+    read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+
+    @server.tool(annotations=read_only, structured_output=True)
+    def search(
+        query: Annotated[str, Field(description="What to look for, in words.")],
+        mode: Annotated[Mode | None, Field(description="hybrid (dense + BM25, fused), dense or fts; default: retrieval.mode")] = None,
+        top_k: Annotated[int | None, Field(description="How many hits (at least 1); default: retrieval.top_k")] = None,
+        where: Annotated[str | None, Field(description="SQL filter on chunk columns, e.g. source LIKE '%guide%'")] = None,
+    ) -> dict[str, Any]:
+        """Retrieve the chunks that best match a query: each hit has its source file, heading, text and scores."""
+        return tools.run(lambda: tools.search(query, mode, top_k, where))
+
+    @server.tool(annotations=read_only, structured_output=True)
+    def ask(
+        question: Annotated[str, Field(description="The question to answer from the indexed documents.")],
+        top_k: Annotated[int | None, Field(description="Candidates to retrieve; default: ask.top_k")] = None,
+        top_n: Annotated[int | None, Field(description="Sources to answer from; default: ask.top_n")] = None,
+        mode: Annotated[Mode | None, Field(description="Retrieval mode; default: retrieval.mode")] = None,
+        where: Annotated[str | None, Field(description="SQL filter on chunk columns")] = None,
+        extractive: Annotated[bool, Field(description="Answer with source sentences even when a chat model is set")] = False,
+    ) -> dict[str, Any]:
+        """Answer a question with [n] citations checked against the numbered sources (citations[].n).
+        no_answer is true when nothing in the index passes the relevance threshold."""
+        options = {"top_k": top_k, "top_n": top_n, "mode": mode, "where": where, "extractive": extractive, "stream": False}
+        return tools.run(lambda: tools.ask(question, **options))
+
+    @server.tool(annotations=read_only, structured_output=True)
+    def status() -> dict[str, Any]:
+        """What is indexed: store, chunk and source counts, embedding model, version, no-answer threshold."""
+        return tools.run(tools.status)
+
+    writes = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+
+    @server.tool(annotations=writes, structured_output=True)
+    def index(
+        paths: Annotated[list[str], Field(description="Files or folders to index (incremental: unchanged files cost nothing).")],
+    ) -> dict[str, Any]:
+        """Index files or folders into this index. Refused unless the profile sets mcp.allow_index: true."""
+        return tools.run(lambda: tools.index(paths))
+
+    return server
+
+
+def run(profile: Profile, *, http: bool = False, host: str = "127.0.0.1", port: int = 8765) -> None:
+    """Serve until the client hangs up (stdio) or Ctrl-C (HTTP, at ``/mcp``)."""
+    server = build_server(profile)
+    if http:
+        server.run("streamable-http", host=host, port=port)
+    else:
+        server.run("stdio")
