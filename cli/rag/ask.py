@@ -363,7 +363,7 @@ def _batch_line(line: str, number: int) -> dict[str, Any]:
         return {"question": text}
     try:
         spec = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise UsageError(f"line {number}: not valid JSON ({exc.msg}); give a question, or a JSON object with a question") from None
     if not isinstance(spec, dict):
         raise UsageError(f"line {number}: give a question, or a JSON object with a question")
