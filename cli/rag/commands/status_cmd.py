@@ -34,6 +34,8 @@ def command(
         ("full-text", "current" if info["fts_current"] else "stale: run rag index again"),
         ("no-answer", describe_threshold(info["threshold"])),
     ]
+    if info.get("spend"):
+        rows.append(("spend", _spend(info["spend"])))
     if info.get("maintenance_owed"):
         rows.append(("upkeep", f"owed: {', '.join(info['maintenance_owed'])} (the next rag index finishes it)"))
     for label, value in rows:
@@ -43,3 +45,10 @@ def command(
         width = max((len(f"{f['chunks']:,}") for f in info["files"]), default=1)
         for f in info["files"]:
             console.print(f"  {f['chunks']:>{width},}  {display_path(f['source'])}", markup=False)
+
+
+def _spend(spend: dict[str, object]) -> str:
+    c = spend["currency"]
+    caps = [f"{k} {spend[k]:g} {c}" for k in ("per_day", "per_run") if isinstance(spend.get(k), int | float)]
+    line = f"{spend['spent']:.4g} {c} since {spend['window_start']}"
+    return line + (f" (budget: {', '.join(caps)})" if caps else "")
