@@ -62,7 +62,7 @@ budget:
 
 
 def test_a_cap_reached_mid_index_leaves_it_consistent_and_the_next_window_resumes(tmp_path: Path, fault: Any) -> None:
-    docs, per_file = setup(tmp_path, fault)
+    setup(tmp_path, fault)
 
     first = rag_process("index", "docs", cwd=tmp_path)
     assert first.code == 7, first.err
