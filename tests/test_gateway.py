@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
-from fault_server import Reply
 from tests.clirun import write
 
+from fault_server import Reply
 from rag.gateway import Gateway
 from rag.profile import load_profile
 from rag.server import create_app
