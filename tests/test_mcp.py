@@ -64,6 +64,8 @@ def test_tools_search_ask_status_and_errors(tmp_path: Path) -> None:
     assert tools["search"].input_schema["properties"]["mode"]["anyOf"][0]["enum"] == ["hybrid", "dense", "fts"]
     assert tools["ask"].input_schema["properties"]["question"]["description"]
     assert tools["search"].annotations.read_only_hint and not tools["index"].annotations.read_only_hint
+    assert {"query", "mode", "hits"} <= set(tools["search"].output_schema["required"])
+    assert tools["ask"].output_schema["properties"]["no_answer"]["description"].startswith("True when nothing")
 
     search = got["search"]
     assert not search.is_error
@@ -110,3 +112,35 @@ def test_index_tool_when_the_profile_allows_it(tmp_path: Path) -> None:
     assert not indexed.is_error, indexed.content
     assert (indexed.structured_content["files_indexed"], indexed.structured_content["files_unchanged"]) == (1, 2)
     assert after.structured_content["hits"][0]["source"].endswith("boats.md")  # the tools reopened the new version
+
+
+def test_streamable_http_with_a_bearer_token(tmp_path: Path) -> None:
+    import re
+    import subprocess
+
+    import httpx
+    from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
+
+    corpus(tmp_path)
+    env = {**os.environ, "RAG_TEST_MCP_TOKEN": "mcp-token-0001"}
+    args = [sys.executable, "-m", "rag", "mcp", "--http", "--port", "0", "--token-env", "RAG_TEST_MCP_TOKEN"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        match = re.match(r"rag mcp: (http://127\.0\.0\.1:\d+/mcp) \(streamable HTTP\); Ctrl-C stops", line)
+        assert match, line
+        url = match.group(1)
+        assert httpx.post(url, json={}, timeout=30).status_code == 401
+
+        async def main() -> Any:
+            client = create_mcp_http_client(headers={"authorization": "Bearer mcp-token-0001"})
+            async with streamable_http_client(url, http_client=client) as streams, ClientSession(streams[0], streams[1]) as session:
+                await session.initialize()
+                return await session.call_tool("search", {"query": "what do foxes eat", "top_k": 1})
+
+        found = asyncio.run(main())
+        assert found.structured_content["hits"][0]["source"].endswith("animals.txt")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -1,6 +1,6 @@
 """``rag mcp``: the index as Model Context Protocol tools, over stdio or streamable HTTP.
 
-Tools (input and output schemas are published by ``tools/list``):
+Tools (input and output schemas are published by ``tools/list``; outputs in :mod:`rag.mcp_schemas`):
 
     search(query, mode?, top_k?, where?)   ranked chunks with every retriever's score, as ``rag query --json``
     ask(question, top_k?, top_n?, mode?, where?, extractive?)
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field
 
 from rag.errors import RagError, UsageError
+from rag.mcp_schemas import AskAnswer, IndexReport, IndexStatus, SearchResult
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -56,7 +57,7 @@ class Tools:
         self._lock = threading.Lock()
 
     def run(self, fn: Callable[[], dict[str, Any]]) -> Any:
-        """``fn``'s result, or a tool error carrying the CLI's one line (and its exit code, structured)."""
+        """``fn``'s result (a dict: the SDK checks it against the tool's output model), or a tool error carrying the CLI's one line (and its exit code, structured)."""
         from mcp.types import CallToolResult, TextContent
 
         with self._lock:
@@ -131,7 +132,7 @@ def build_server(profile: Profile) -> MCPServer:
         mode: Annotated[Mode | None, Field(description="hybrid (dense + BM25, fused), dense or fts; default: retrieval.mode")] = None,
         top_k: Annotated[int | None, Field(description="How many hits (at least 1); default: retrieval.top_k")] = None,
         where: Annotated[str | None, Field(description="SQL filter on chunk columns, e.g. source LIKE '%guide%'")] = None,
-    ) -> dict[str, Any]:
+    ) -> SearchResult:
         """Retrieve the chunks that best match a query: each hit has its source file, heading, text and scores."""
         return tools.run(lambda: tools.search(query, mode, top_k, where))
 
@@ -143,14 +144,14 @@ def build_server(profile: Profile) -> MCPServer:
         mode: Annotated[Mode | None, Field(description="Retrieval mode; default: retrieval.mode")] = None,
         where: Annotated[str | None, Field(description="SQL filter on chunk columns")] = None,
         extractive: Annotated[bool, Field(description="Answer with source sentences even when a chat model is set")] = False,
-    ) -> dict[str, Any]:
+    ) -> AskAnswer:
         """Answer a question with [n] citations checked against the numbered sources (citations[].n).
         no_answer is true when nothing in the index passes the relevance threshold."""
         options = {"top_k": top_k, "top_n": top_n, "mode": mode, "where": where, "extractive": extractive, "stream": False}
         return tools.run(lambda: tools.ask(question, **options))
 
     @server.tool(annotations=read_only, structured_output=True)
-    def status() -> dict[str, Any]:
+    def status() -> IndexStatus:
         """What is indexed: store, chunk and source counts, embedding model, version, no-answer threshold."""
         return tools.run(tools.status)
 
@@ -159,17 +160,39 @@ def build_server(profile: Profile) -> MCPServer:
     @server.tool(annotations=writes, structured_output=True)
     def index(
         paths: Annotated[list[str], Field(description="Files or folders to index (incremental: unchanged files cost nothing).")],
-    ) -> dict[str, Any]:
+    ) -> IndexReport:
         """Index files or folders into this index. Refused unless the profile sets mcp.allow_index: true."""
         return tools.run(lambda: tools.index(paths))
 
     return server
 
 
-def run(profile: Profile, *, http: bool = False, host: str = "127.0.0.1", port: int = 8765) -> None:
-    """Serve until the client hangs up (stdio) or Ctrl-C (HTTP, at ``/mcp``)."""
-    server = build_server(profile)
-    if http:
-        server.run("streamable-http", host=host, port=port)
-    else:
-        server.run("stdio")
+def http_app(profile: Profile, *, host: str = "127.0.0.1", token: str | None = None) -> Any:
+    """The streamable HTTP app (at ``/mcp``), behind a bearer token when one is given."""
+    app = build_server(profile).streamable_http_app(host=host)
+    return app if token is None else _Bearer(app, token)
+
+
+class _Bearer:
+    """ASGI: every HTTP request must carry ``Authorization: Bearer <token>``; anything else is a 401."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        import hmac
+
+        if scope["type"] == "http":
+            given = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                body = b'{"error": "missing or wrong bearer token"}'
+                await send({"type": "http.response.start", "status": 401, "headers": [(b"content-type", b"application/json")]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def run_stdio(profile: Profile) -> None:
+    """Serve over stdin/stdout until the client hangs up."""
+    build_server(profile).run("stdio")

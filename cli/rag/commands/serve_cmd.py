@@ -30,11 +30,7 @@ def command(
 
     profile = load_profile(profile_path)
 
-    token = None
-    if token_env:
-        token = os.environ.get(token_env, "").strip()
-        if not token:
-            raise ConfigError(f"--token-env {token_env}: {token_env} is not set; export it to the token clients must send")
+    token = read_token(token_env)
     gateway = Gateway(profile) if gateway_enabled(profile) else None
     if host not in _LOOPBACK and token is None and not (gateway and profile.gateway.tokens):
         warn(f"listening on {host} without --token-env: anyone who can reach this port can use the models")
@@ -47,3 +43,13 @@ def command(
         err=True,
     )
     server.run(app, sock)
+
+
+def read_token(token_env: str | None) -> str | None:
+    """The bearer token named by ``--token-env``; None without the option."""
+    if not token_env:
+        return None
+    token = os.environ.get(token_env, "").strip()
+    if not token:
+        raise ConfigError(f"--token-env {token_env}: {token_env} is not set; export it to the token clients must send")
+    return token
