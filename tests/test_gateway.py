@@ -180,3 +180,15 @@ def test_serve_command_starts_the_gateway(tmp_path: Path, fault: Any) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_the_circuit_breaker_skips_a_failing_provider(gateway_url: str, fault: Any, fault_backup: Any) -> None:
+    fault.then("/v1/embeddings", *[Reply(500)] * 6)  # three requests, each tried twice (max_retries: 1)
+    body = {"model": "up/emb", "fallbacks": ["backup/emb"], "cache": False}
+    for i in range(3):
+        response = post(gateway_url, "/v1/embeddings", {**body, "input": [f"text {i}"]})
+        assert response.status_code == 200 and response.headers["x-rag-model"] == "backup/emb"
+    assert fault.count("/v1/embeddings") == 6
+    skipped = post(gateway_url, "/v1/embeddings", {**body, "input": ["text 4"]})  # http.breaker_failures (3) in a row: open
+    assert skipped.status_code == 200 and skipped.headers["x-rag-model"] == "backup/emb"
+    assert fault.count("/v1/embeddings") == 6 and fault_backup.count("/v1/embeddings") == 4
