@@ -192,3 +192,27 @@ def test_the_circuit_breaker_skips_a_failing_provider(gateway_url: str, fault: A
     skipped = post(gateway_url, "/v1/embeddings", {**body, "input": ["text 4"]})  # http.breaker_failures (3) in a row: open
     assert skipped.status_code == 200 and skipped.headers["x-rag-model"] == "backup/emb"
     assert fault.count("/v1/embeddings") == 6 and fault_backup.count("/v1/embeddings") == 4
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/v1/embeddings", {"model": "up/emb", "input": ["x"], "dimensions": 4}, "dimensions cannot be chosen per request here"),
+        ("/v1/embeddings", {"model": "up/emb", "input": ["x"], "encoding_format": "int8"}, "encoding_format must be float or base64"),
+        ("/v1/chat/completions", {"model": "up/chat", "messages": []}, "messages is required"),
+        (
+            "/v1/chat/completions",
+            {"model": "up/chat", "messages": [{"role": "user", "content": "x"}], "tools": [{}]},
+            "tools cannot be passed",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": "nowhere/chat", "messages": [{"role": "user", "content": "x"}]},
+            "model 'nowhere/chat' is not routed",
+        ),
+    ],
+)
+def test_requests_it_cannot_serve_are_400(gateway_url: str, fault: Any, path: str, body: Any, message: str) -> None:
+    response = post(gateway_url, path, body)
+    assert response.status_code == 400 and response.json()["error"]["message"].startswith(message)
+    assert fault.count() == 0

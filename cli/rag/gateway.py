@@ -217,6 +217,12 @@ class Gateway:
 
 
 async def embeddings(gw: Gateway, call: Call, texts: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    if call.body.get("dimensions") is not None:
+        raise GatewayError(
+            "dimensions cannot be chosen per request here; set embedding.dimensions in the gateway's profile", 400, "invalid_request_error"
+        )
+    if (call.body.get("encoding_format") or "float") not in ("float", "base64"):
+        raise GatewayError("encoding_format must be float or base64", 400, "invalid_request_error")
     hit = gw.cached(call)
     if hit is not None:
         return hit["response"], _headers(gw, call, True, hit["model"])
@@ -376,7 +382,19 @@ def _tags(body: dict[str, Any], headers: Any) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+# Chat parameters the gateway cannot pass on (providers are called through rag's ChatModel protocol):
+# refused, rather than dropped while the answer pretends to honour them.
+_UNSUPPORTED_CHAT = ("tools", "tool_choice", "functions", "function_call", "response_format", "logprobs", "top_logprobs", "seed", "stop")
+
+
 def _chat_args(body: dict[str, Any]) -> tuple[list[dict[str, str]], float, int]:
+    unsupported = [k for k in _UNSUPPORTED_CHAT if body.get(k) is not None] + (["n"] if body.get("n") not in (None, 1) else [])
+    if unsupported:
+        raise GatewayError(
+            f"{', '.join(unsupported)} cannot be passed through this gateway; it sends model, messages, temperature and max_tokens",
+            400,
+            "invalid_request_error",
+        )
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
         raise GatewayError("messages is required: a list of {role, content} objects", 400, "invalid_request_error")
