@@ -101,3 +101,25 @@ def test_per_run_cap_and_an_unpriced_stage(tmp_path: Path, fault: Any) -> None:
     second = rag_process("index", "docs", cwd=tmp_path)  # a new run has a new allowance: it goes on
     assert second.code == 0, second.err
     assert rag("status", "--json", cwd=tmp_path).json()["sources"] == len(WORDS)
+
+
+def test_ask_refuses_a_chat_call_over_budget(tmp_path: Path, fault: Any) -> None:
+    write(tmp_path / "docs" / "animals.txt", "Foxes are omnivores. They eat mice, berries and insects.\n")
+    assert rag("index", "docs", cwd=tmp_path).code == 0  # the embedded model: unpriced, never capped
+    write(
+        tmp_path / "rag.yaml",
+        f"""providers:
+  paid: {{kind: openai, base_url: "{fault.url}"}}
+chat:
+  model: paid/chat
+  price_in_per_1m_tokens: 1000000
+budget:
+  per_run: 5
+  currency: EUR
+""",
+    )
+    result = rag_process("ask", "what do foxes eat?", cwd=tmp_path)
+    assert result.code == 7 and fault.count() == 0
+    assert result.err.startswith("error: budget: chat paid/chat would cost about ") and result.err.count("\n") == 1
+    assert "EUR" in result.err and "budget.per_run (5 EUR)" in result.err
+    assert not (tmp_path / ".rag" / "spend.sqlite").exists() or rag("status", "--json", cwd=tmp_path).json()["spend"]["spent"] == 0
