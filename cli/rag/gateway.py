@@ -55,8 +55,18 @@ class GatewayError(RagError):
 
 
 def gateway_enabled(profile: Profile | None) -> bool:
-    """Gateway mode needs a profile that declares providers or a gateway section."""
-    return profile is not None and any(key in profile.lines for key in ("providers", "gateway"))
+    """Gateway mode needs a profile that declares providers (or a gateway section) with one to route to."""
+    if profile is None or not any(key in profile.lines for key in ("providers", "gateway")):
+        return False
+    return bool(routable_providers(profile))
+
+
+def routable_providers(profile: Profile) -> set[str]:
+    """Providers the profile declares, and those its stages name; never the local ones (rag serve serves those)."""
+    p = profile
+    refs = [p.embedding.model, *p.embedding.fallbacks, p.rerank.model, *p.rerank.fallbacks, p.chat.model, *p.chat.fallbacks]
+    names = set(p.providers) | {split_model(r)[0] for r in refs if r}
+    return {n for n in names if provider_config(p, n).kind != "local"}
 
 
 def state_dir(profile: Profile) -> Path:
@@ -103,18 +113,11 @@ class Gateway:
         self.breaker = CircuitBreaker(profile.http.breaker_failures, profile.http.breaker_cooldown)
         self.cache = AnswerCache(self.state / "cache.sqlite") if profile.gateway.cache else None
         self.budget = Budget(profile.budget, SpendLedger(self.state / "spend.sqlite"))
-        self.providers = self._routable()
+        self.providers = routable_providers(profile)
         self._members: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ routing
-
-    def _routable(self) -> set[str]:
-        """Providers the profile declares, and those its stages name; never the local ones (rag serve serves those)."""
-        p = self.profile
-        refs = [p.embedding.model, *p.embedding.fallbacks, p.rerank.model, *p.rerank.fallbacks, p.chat.model, *p.chat.fallbacks]
-        names = set(p.providers) | {split_model(r)[0] for r in refs if r}
-        return {n for n in names if provider_config(p, n).kind != "local"}
 
     def routes(self, model: Any) -> bool:
         return isinstance(model, str) and model.partition("/")[0] in self.providers and "/" in model
