@@ -289,10 +289,14 @@ def spend_status(profile: Profile) -> dict[str, Any] | None:
     path = spend_path(profile)
     if not path.exists():
         return None
-    ledger = SpendLedger(path)
     try:
-        info = Budget(profile.budget, ledger).status()
-        info["by_stage"] = ledger.summary(Budget(profile.budget, ledger).window())["by_stage"]
-        return info
+        ledger = SpendLedger(path)
+    except (OSError, sqlite3.Error) as exc:  # status is read-only: say so, never fail it
+        return {"error": f"cannot read the spend ledger {path}: {exc}"}
+    try:
+        budget = Budget(profile.budget, ledger)
+        return {**budget.status(), "by_stage": ledger.summary(budget.window())["by_stage"]}
+    except sqlite3.Error as exc:
+        return {"error": f"cannot read the spend ledger {path}: {exc}"}
     finally:
         ledger.close()

@@ -48,6 +48,8 @@ def command(
 
 
 def _spend(spend: dict[str, object]) -> str:
+    if "error" in spend:
+        return str(spend["error"])
     c = spend["currency"]
     caps = [f"{k} {spend[k]:g} {c}" for k in ("per_day", "per_run") if isinstance(spend.get(k), int | float)]
     line = f"{spend['spent']:.4g} {c} since {spend['window_start']}"
