@@ -34,9 +34,7 @@ from rag.mcp_schemas import AskAnswer, IndexReport, IndexStatus, SearchResult
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
-    from rag.ask import Asker
     from rag.profile import Profile
-    from rag.retrieve import Retriever
 
 Mode = Literal["hybrid", "dense", "fts"]
 
@@ -48,16 +46,18 @@ INSTRUCTIONS = (
 
 
 class Tools:
-    """The library calls behind the tools; one lock, so the index and models are used by one call at a time."""
+    """The tools' library calls, through one :class:`rag.api.Index`; one lock, so a call at a time uses it."""
 
     def __init__(self, profile: Profile) -> None:
+        from rag.api import Index
+
         self.profile = profile
-        self._retriever: Retriever | None = None
-        self._asker: Asker | None = None
+        self.index = Index(profile)
         self._lock = threading.Lock()
 
     def run(self, fn: Callable[[], dict[str, Any]]) -> Any:
-        """``fn``'s result (a dict: the SDK checks it against the tool's output model), or a tool error carrying the CLI's one line (and its exit code, structured)."""
+        """``fn``'s result (a dict: the SDK checks it against the tool's output model), or a tool error
+        carrying the CLI's one line (and its exit code, structured)."""
         from mcp.types import CallToolResult, TextContent
 
         with self._lock:
@@ -69,50 +69,32 @@ class Tools:
                 return CallToolResult(content=[TextContent(type="text", text=str(err))], structured_content=error, is_error=True)
 
     def search(self, query: str, mode: str | None, top_k: int | None, where: str | None) -> dict[str, Any]:
-        from rag.retrieve import Retriever, validate_options, validate_query
+        from rag.retrieve import validate_options, validate_query
 
-        validate_options(mode, top_k)
+        validate_options(mode, top_k)  # before the index opens: bad arguments are bad whether or not it exists
         query = validate_query(query)
-        if self._retriever is None:
-            self._retriever = Retriever(self.profile)
-        hits = self._retriever.search(query, mode=mode, top_k=top_k, where=where)
+        hits = self.index.search(query, mode=mode, top_k=top_k, where=where)
         return {"query": query, "mode": mode or self.profile.retrieval.mode, "hits": [h.as_dict() for h in hits]}
 
     def ask(self, question: str, **options: Any) -> dict[str, Any]:
-        from rag.answer import Settings
-        from rag.ask import Asker
-
-        settings = Settings.from_profile(self.profile, **options)
-        settings.validate()
-        if self._asker is None:
-            self._asker = Asker(self.profile)
-        result = self._asker.ask(question, settings)
-        out = result.as_dict(self.profile)
+        out = self.index.ask(question, **options).as_dict(self.profile)
         out.pop("retrieved", None)  # per-stage candidate lists: the trace's business, not an agent's
         return out
 
     def status(self) -> dict[str, Any]:
-        from rag.status import status
-
-        info = status(self.profile)
+        info = self.index.status()
         info["files"] = len(info["files"])
         return info
 
-    def index(self, paths: list[str]) -> dict[str, Any]:
-        from rag.indexer import index_paths
-
+    def add(self, paths: list[str]) -> dict[str, Any]:
         if not self.profile.mcp.allow_index:
             raise UsageError(f"indexing through MCP is off; set mcp.allow_index: true in {self.profile.source} to allow it")
         if not paths:
             raise UsageError("paths is empty; give files or folders to index")
-        report = index_paths(self.profile, [Path(p) for p in paths])
-        self.reopen()
-        return report.as_dict()
+        return self.index.add([Path(p) for p in paths]).as_dict()  # later searches open the version it published
 
-    def reopen(self) -> None:
-        if self._asker is not None:
-            self._asker.close()
-        self._retriever = self._asker = None
+    def close(self) -> None:
+        self.index.close()
 
 
 def build_server(profile: Profile) -> MCPServer:
@@ -162,7 +144,7 @@ def build_server(profile: Profile) -> MCPServer:
         paths: Annotated[list[str], Field(description="Files or folders to index (incremental: unchanged files cost nothing).")],
     ) -> IndexReport:
         """Index files or folders into this index. Refused unless the profile sets mcp.allow_index: true."""
-        return tools.run(lambda: tools.index(paths))
+        return tools.run(lambda: tools.add(paths))
 
     return server
 
