@@ -27,10 +27,12 @@ the rest (see :mod:`rag.answer`).
 from __future__ import annotations
 
 import dataclasses
+import json
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +41,7 @@ from rag.answer_cache import AnswerCache, cache_key, cache_path
 from rag.calibrate import auto_threshold
 from rag.citations import CitationFilter, check
 from rag.documents import Hit
-from rag.errors import RagError
+from rag.errors import RagError, UsageError
 from rag.extractive import extract
 from rag.freshness import Staleness, refresh
 from rag.freshness import check as check_freshness
@@ -320,3 +322,79 @@ def ask(
         return asker.ask(question, settings, on_delta, on_warning)
     finally:
         asker.close()
+
+
+# --------------------------------------------------------------------------- batches
+
+BATCH_OPTIONS = ("id", "question", "top_k", "top_n", "threshold", "mode", "where", "extractive")
+
+
+def ask_lines(profile: Profile, lines: Iterable[str], settings: Settings, on_warning: Warn | None = None) -> Iterator[dict[str, Any]]:
+    """``rag ask -``: one JSON object per non-blank line, the index and models opened once.
+
+    A line is a question, or a JSON object ``{"question": ..., "id"?, "top_k"?, "top_n"?, "threshold"?,
+    "mode"?, "where"?, "extractive"?}`` whose options override ``settings`` for that question. Each
+    result is ``rag ask --json``'s object (with the line's ``id`` when given); a line that fails is
+    ``{"question", "error", "exit_code"}`` and the batch goes on.
+    """
+    asker = Asker(profile, chat_model=settings.model, rerank=settings.rerank, cache=settings.cache)
+    try:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            spec: dict[str, Any] = {"question": line.strip()}
+            try:
+                spec = _batch_line(line, number)
+                result = asker.ask(spec["question"], _batch_settings(spec, number, settings), on_warning=on_warning)
+            except RagError as err:
+                head = {"id": spec["id"]} if "id" in spec else {}
+                yield {**head, "question": spec.get("question", line.strip()), "error": str(err), "exit_code": err.exit_code}
+                continue
+            yield {**({"id": spec["id"]} if "id" in spec else {}), **result.as_dict(profile)}
+    finally:
+        asker.close()
+
+
+def _batch_line(line: str, number: int) -> dict[str, Any]:
+    """A line as ``{question, id?, options...}``: a plain line is the question; one starting with { is JSON."""
+    text = line.strip()
+    if not text.startswith("{"):
+        return {"question": text}
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"line {number}: not valid JSON ({exc.msg}); give a question, or a JSON object with a question") from None
+    if not isinstance(spec, dict):
+        raise UsageError(f"line {number}: give a question, or a JSON object with a question")
+    unknown = sorted(set(spec) - set(BATCH_OPTIONS))
+    if unknown:
+        raise UsageError(f"line {number}: unknown option {', '.join(unknown)}; options are {', '.join(BATCH_OPTIONS)}")
+    if not isinstance(spec.get("question"), str):
+        raise UsageError(f"line {number}: 'question' must be a string")
+    return spec
+
+
+def _batch_settings(spec: dict[str, Any], number: int, settings: Settings) -> Settings:
+    overrides = {k: v for k, v in spec.items() if k not in ("id", "question") and v is not None}
+    own = dataclasses.replace(settings, **overrides)
+    if "threshold" in overrides:
+        own.threshold_from = "batch line"
+    _check_types(own, number)
+    try:
+        own.validate()
+    except UsageError as err:
+        raise UsageError(f"line {number}: {err}") from None
+    return own
+
+
+def _check_types(settings: Settings, number: int) -> None:
+    for name in ("top_k", "top_n"):
+        if not isinstance(getattr(settings, name), int) or isinstance(getattr(settings, name), bool):
+            raise UsageError(f"line {number}: '{name}' must be a whole number")
+    if not isinstance(settings.threshold, int | float | str) or isinstance(settings.threshold, bool):
+        raise UsageError(f"line {number}: 'threshold' must be a number or auto")
+    if not isinstance(settings.extractive, bool):
+        raise UsageError(f"line {number}: 'extractive' must be true or false")
+    for name in ("mode", "where"):
+        if getattr(settings, name) is not None and not isinstance(getattr(settings, name), str):
+            raise UsageError(f"line {number}: '{name}' must be a string")

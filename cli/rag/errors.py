@@ -11,6 +11,7 @@ root once, prints ``message`` on one line of stderr and exits with
     │   ├── ModelMismatchError
     │   └── LockHeldError
     ├── ProviderError             exit 5   an HTTP provider failed after retries and fallbacks
+    │   └── BudgetExceeded        exit 7   a call would pass a budget cap (budget:), refused before it was sent
     ├── SourceError               exit 6   paths to index: missing, empty, nothing indexable
     └── Interrupted               exit 130 Ctrl-C; the index stays consistent
 
@@ -73,6 +74,12 @@ class ProviderError(RagError):
         self.path = path
         self.status = status
         self.retryable = retryable
+
+
+class BudgetExceeded(ProviderError):
+    """A call that would pass a ``budget:`` cap; nothing was sent. A provider error, so a run stops as it would on one."""
+
+    exit_code = 7
 
 
 class SourceError(RagError):

@@ -284,7 +284,7 @@ def _run(
                 _finish(store, profile, settings, writer, report, planned, ev, publish=False)  # a first run: full text works
             if not writer.commits:
                 raise
-            raise ProviderError(
+            raise type(err)(  # keeps a refused budget's own exit code
                 f"{err}; {report.files_indexed} files were indexed before it failed and the index is consistent: "
                 "re-run the same command to resume",
                 provider=err.provider,

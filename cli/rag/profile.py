@@ -154,6 +154,47 @@ class LifecycleConfig:
     keep_generations: int = 2  # the live one and one to roll back to
 
 
+class McpConfig:
+    """``rag mcp``: what agents may do through it."""
+
+    allow_index: bool = False  # the index tool writes; off unless the profile says so
+
+
+@dataclass
+class BudgetConfig:
+    """Spend caps, in ``currency``, from the configured prices; a call that would pass one is refused before it is sent."""
+
+    currency: str = "USD"
+    per_run: float | None = None  # one command run (rag index, ask, eval, one mcp or serve process)
+    per_day: float | None = None  # one window of window_hours (24: a UTC day)
+    window_hours: float = 24.0
+    path: str | None = None  # the spend ledger (SQLite); null = <store>/spend.sqlite
+
+
+@dataclass
+class PriceConfig:
+    input_per_1m_tokens: float = 0.0
+    output_per_1m_tokens: float = 0.0
+
+
+@dataclass
+class GatewayTokenConfig:
+    """One team's bearer token for the gateway, read from the environment variable ``token_env``."""
+
+    token_env: str = ""
+    per_day: float | None = None  # this token's cap per budget window; null = only budget.per_day applies
+
+
+@dataclass
+class GatewayConfig:
+    """``rag serve --profile``: routing provider/model requests to the profile's providers."""
+
+    tokens: dict[str, GatewayTokenConfig] = field(default_factory=dict)
+    cache: bool = True  # exact-match response cache, per request unless "cache": false or x-rag-cache: off
+    state: str | None = None  # folder for the gateway's cache and spend; null = <store>/gateway
+    prices: dict[str, PriceConfig] = field(default_factory=dict)  # provider/model -> price per 1M tokens
+
+
 # Profile fields that say where it came from and where it applies, not keys of the YAML.
 META_FIELDS = ("source", "base_dir", "lines", "store_override", "home")
 
@@ -173,6 +214,9 @@ class Profile:
     trace: TraceConfig = field(default_factory=TraceConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
+    mcp: McpConfig = field(default_factory=McpConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
     # Where the profile came from; relative paths in it resolve against its folder.
     source: str = "<built-in default>"
     base_dir: Path = field(default_factory=Path.cwd)
@@ -370,6 +414,16 @@ def _providers(node: Any, source: str, lines: dict[str, int]) -> dict[str, Provi
     return out
 
 
+def _filled(cls: Any, node: Any, dotted: str, source: str) -> Any:
+    import yaml
+
+    if not isinstance(node, yaml.MappingNode):
+        raise ConfigError(f"{_where(node, source)}: '{dotted}' must be a mapping")
+    obj = cls()
+    _fill(obj, node, dotted + ".", source, {})
+    return obj
+
+
 def _interpolate(value: str, dotted: str, where: str) -> str:
     def sub(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
@@ -413,6 +467,8 @@ def _convert(hint: Any, node: Any, dotted: str, source: str) -> Any:
     if origin is dict:
         if not isinstance(node, yaml.MappingNode):
             raise ConfigError(f"{where}: '{dotted}' must be a mapping")
+        if dataclasses.is_dataclass(args[1]):  # named entries with settings of their own (gateway.tokens)
+            return {k.value: _filled(args[1], v, f"{dotted}.{k.value}", source) for k, v in node.value}
         return {k.value: _convert(args[1], v, f"{dotted}.{k.value}", source) for k, v in node.value}
     if not isinstance(node, yaml.ScalarNode):
         raise ConfigError(f"{where}: '{dotted}' must be a single {hint.__name__} value")
@@ -477,7 +533,12 @@ def _check(p: Profile) -> None:
         (p.http.backoff_max >= 0, "http.backoff_max", "must be at least 0"),
         (p.http.breaker_failures >= 0, "http.breaker_failures", "must be at least 0 (0 turns the breaker off)"),
         (p.http.breaker_cooldown >= 0, "http.breaker_cooldown", "must be at least 0"),
+        (p.budget.window_hours > 0, "budget.window_hours", "must be above 0"),
+        (p.budget.per_run is None or p.budget.per_run >= 0, "budget.per_run", "must be at least 0"),
+        (p.budget.per_day is None or p.budget.per_day >= 0, "budget.per_day", "must be at least 0"),
     ]
+    for team, tok in p.gateway.tokens.items():
+        rules.append((bool(tok.token_env), f"gateway.tokens.{team}", "needs token_env: the name of the variable holding the token"))
     for name, cfg in p.providers.items():  # a zero timeout fails every call; negative retries make no sense
         rules += [
             (cfg.timeout > 0, f"providers.{name}.timeout", "must be above 0 seconds"),

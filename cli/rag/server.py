@@ -6,9 +6,16 @@
     POST /v1/embeddings     OpenAI shape; encoding_format float or base64
     POST /v1/rerank         Jina/vLLM shape; also at /rerank
 
+With a profile that declares providers (or a ``gateway:`` section), requests
+naming one of its ``provider/model`` are routed there instead (see
+:mod:`rag.gateway`), and two more routes appear:
+
+    POST /v1/chat/completions   OpenAI shape; server-sent events with "stream": true
+    GET  /v1/usage              tokens and cost by stage, model, team and tag
+
 Concurrent embedding requests share model calls through one
-:class:`MicroBatcher` per model. An optional bearer token guards everything
-but ``/health``.
+:class:`MicroBatcher` per model. An optional bearer token (and the gateway's
+team tokens) guards everything but ``/health``.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
+    from rag.gateway import Gateway
     from rag.profile import Profile
 
 log = logging.getLogger("rag.server")
@@ -58,7 +66,13 @@ def model_ids(profile: Profile | None = None) -> list[str]:
 
 
 def create_app(
-    *, profile: Profile | None = None, token: str | None = None, max_batch: int = 256, max_wait: float = 0.005, max_inputs: int = 2048
+    *,
+    profile: Profile | None = None,
+    token: str | None = None,
+    max_batch: int = 256,
+    max_wait: float = 0.005,
+    max_inputs: int = 2048,
+    gateway: Gateway | None = None,
 ) -> Starlette:
     """The ASGI app. Models load here, before serving: the first request is not slow, and a bad folder is one error."""
     from starlette.applications import Starlette
@@ -68,6 +82,11 @@ def create_app(
 
     served = served_models(profile)
     local_served.load(served)
+    teams = {}
+    if gateway is not None:
+        from rag.gateway import team_tokens
+
+        teams = team_tokens(gateway.profile)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -83,10 +102,16 @@ def create_app(
             for batcher in batchers.values():
                 await batcher.stop()
             served.close()
+            if gateway is not None:
+                gateway.close()
 
     async def embeddings(request: Request) -> Response:
         body = await _json_body(request)
         texts = _inputs(body, max_inputs)
+        if gateway is not None and served.pick("embed", body.get("model")) is None and gateway.routes(body.get("model")):
+            from rag import gateway as gw
+
+            return _json(*await gw.embeddings(gateway, _call(request, "embed", body), texts))
         model = _pick(served, "embed", body.get("model"))
         if body.get("dimensions") not in (None, model.dimensions):
             raise BadRequest(f"dimensions must be {model.dimensions} for {model.id} (it cannot be shortened)")
@@ -107,6 +132,10 @@ def create_app(
         if top_n is not None and not isinstance(top_n, int):
             raise BadRequest("top_n must be a whole number")
         validate(query, texts, top_n)
+        if gateway is not None and served.pick("rerank", body.get("model")) is None and gateway.routes(body.get("model")):
+            from rag import gateway as gw
+
+            return _json(*await gw.rerank(gateway, _call(request, "rerank", body), clean_text(str(query)), texts, top_n))
         model = _pick(served, "rerank", body.get("model"))
         query, texts = clean_text(str(query)), [clean_text(t) for t in texts]  # JSON may escape lone surrogates
         scored = texts
@@ -126,19 +155,50 @@ def create_app(
         return _json({"id": f"rerank-{uuid.uuid4().hex}", "model": model.id, "results": results, "usage": usage})
 
     async def models(request: Request) -> Response:
-        return _json({"object": "list", "data": [m.entry() for m in served.models]})
+        routed = gateway.models() if gateway is not None else []
+        return _json({"object": "list", "data": [m.entry() for m in served.models] + routed})
 
     async def health(request: Request) -> Response:
         return _json({"status": "ok"})
 
+    async def chat(request: Request) -> Response:
+        from starlette.responses import StreamingResponse
+
+        from rag import gateway as gw
+
+        assert gateway is not None
+        body = await _json_body(request)
+        if not gateway.routes(body.get("model")):
+            raise BadRequest(f"model '{body.get('model')}' is not routed here; see /v1/models")
+        answer, headers = await gw.chat(gateway, _call(request, "chat", body))
+        if isinstance(answer, dict):
+            return _json(answer, headers=headers)
+        return StreamingResponse(answer, media_type="text/event-stream", headers=headers)
+
+    async def usage(request: Request) -> Response:
+        assert gateway is not None
+        return _json(gateway.usage(request.state.team, all_time=request.query_params.get("scope") == "all"))
+
+    auth = _authenticator(token, teams)
     routes = [
         Route("/health", health, methods=["GET"]),
-        Route("/v1/models", _guarded(models, token), methods=["GET"]),
-        Route("/v1/embeddings", _guarded(embeddings, token), methods=["POST"]),
-        Route("/v1/rerank", _guarded(rerank, token), methods=["POST"]),
-        Route("/rerank", _guarded(rerank, token), methods=["POST"]),
+        Route("/v1/models", _guarded(models, auth), methods=["GET"]),
+        Route("/v1/embeddings", _guarded(embeddings, auth), methods=["POST"]),
+        Route("/v1/rerank", _guarded(rerank, auth), methods=["POST"]),
+        Route("/rerank", _guarded(rerank, auth), methods=["POST"]),
     ]
+    if gateway is not None:
+        routes += [
+            Route("/v1/chat/completions", _guarded(chat, auth), methods=["POST"]),
+            Route("/v1/usage", _guarded(usage, auth), methods=["GET"]),
+        ]
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _call(request: Request, stage: str, body: dict[str, Any]) -> Any:
+    from rag.gateway import Call
+
+    return Call(stage, body, request.headers, request.state.team)
 
 
 async def _rerank(request: Request, model: ServedModel, query: str, texts: list[str], top_n: int | None) -> tuple[list[Any], int]:
@@ -192,21 +252,37 @@ def _batcher(request: Request, model_id: str) -> MicroBatcher:
     return batcher
 
 
-def _guarded(handler: Handler, token: str | None) -> Handler:
+def _authenticator(token: str | None, teams: dict[str, str]) -> Callable[[Request], str]:
+    """The caller's team from its bearer token: "" for the server's own token (or when no token is required)."""
+    secrets = [(token, "")] if token else []
+    secrets += list(teams.items())
+
+    def team_of(request: Request) -> str:
+        if not secrets:
+            return ""
+        given = request.headers.get("authorization", "").encode()
+        found = None
+        for secret, team in secrets:  # every one compared, in constant time: which matched leaks nothing
+            if hmac.compare_digest(given, f"Bearer {secret}".encode()) and found is None:
+                found = team
+        if found is None:
+            raise BadRequest("missing or wrong bearer token", 401, "authentication_error")
+        return found
+
+    return team_of
+
+
+def _guarded(handler: Handler, auth: Callable[[Request], str]) -> Handler:
     async def guarded(request: Request) -> Response:
         try:
-            if token is not None:
-                given = request.headers.get("authorization", "")
-                if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                    raise BadRequest("missing or wrong bearer token", 401, "authentication_error")
+            request.state.team = auth(request)
             return await handler(request)
         except RagError as err:
-            status = err.status if isinstance(err, BadRequest) else 400
-            kind = err.kind if isinstance(err, BadRequest) else "invalid_request_error"
-            return _json({"error": {"message": str(err), "type": kind, "code": status}}, status)
+            status, kind = getattr(err, "status", 400), getattr(err, "kind", "invalid_request_error")
+            return _json({"error": {"message": str(err), "type": kind, "code": status}}, status=status)
         except Exception as exc:  # report, do not crash the connection
             log.exception("request to %s failed", request.url.path)
-            return _json({"error": {"message": f"internal error: {type(exc).__name__}", "type": "server_error", "code": 500}}, 500)
+            return _json({"error": {"message": f"internal error: {type(exc).__name__}", "type": "server_error", "code": 500}}, status=500)
 
     return guarded
 
@@ -243,7 +319,7 @@ def _encode_vector(vector: Any, encoding: str) -> Any:
     return vector.tolist()
 
 
-def _json(payload: Any, status: int = 200) -> Response:
+def _json(payload: Any, headers: dict[str, str] | None = None, status: int = 200) -> Response:
     from starlette.responses import JSONResponse
 
-    return JSONResponse(payload, status_code=status)
+    return JSONResponse(payload, status_code=status, headers=headers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rag.budget import spend_status
 from rag.calibrate import threshold_info
 from rag.profile import Profile
 from rag.store import open_store
@@ -30,5 +31,6 @@ def status(profile: Profile, table: str | None = None) -> dict[str, Any]:
         "maintenance_owed": maintenance.get("owed", []),
         "runs": meta.get("runs", []),
         "threshold": threshold_info(profile.ask.threshold, meta),
+        "spend": spend_status(profile),  # None until a priced call was made here
         "files": sorted(({"source": s, "chunks": st.chunks} for s, st in states.items()), key=lambda f: str(f["source"])),
     }

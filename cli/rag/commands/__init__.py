@@ -17,6 +17,7 @@ COMMANDS = {
     "serve": "serve",
     "reindex": "reindex",
     "rollback": "rollback",
+    "mcp": "mcp",
 }
 
 

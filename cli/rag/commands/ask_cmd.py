@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 
 
 def command(
-    question: str = typer.Argument(..., help="The question to answer from the indexed documents."),
+    question: str = typer.Argument(
+        ..., help="The question to answer from the indexed documents, or - for one per line (or JSON lines) on stdin, JSON lines out."
+    ),
     top_k: int | None = typer.Option(None, "--top-k", "-k", help="Candidates to retrieve (default: ask.top_k)."),
     top_n: int | None = typer.Option(None, "--top-n", "-n", help="Sources to answer from (default: ask.top_n)."),
     threshold: float | None = typer.Option(
@@ -59,6 +61,9 @@ def command(
         refresh=refresh,
     )
     settings.validate()
+    if question == "-":
+        _batch(prof, settings)
+        return
     asker = Asker(prof, chat_model=model, rerank=settings.rerank, cache=settings.cache)
     try:
         if json_out:
@@ -70,6 +75,23 @@ def command(
         asker.close()
     if result.no_answer:
         raise typer.Exit(NO_ANSWER_EXIT)
+
+
+def _batch(prof: Any, settings: Any) -> None:
+    """``rag ask -``: one JSON object per line; exits with the first failed line's code, else 0 (no-answers included)."""
+    import io
+    import sys
+
+    from rag.ask import ask_lines
+
+    if isinstance(sys.stdin, io.TextIOWrapper):  # a line that is not UTF-8 is cleaned like an argument, not fatal
+        sys.stdin.reconfigure(errors="surrogateescape")
+    failed = 0
+    for record in ask_lines(prof, sys.stdin, settings, on_warning=warn):
+        emit_json(record)
+        failed = failed or int(record.get("exit_code", 0))
+    if failed:
+        raise typer.Exit(failed)
 
 
 def _answer_on_terminal(asker: Any, question: str, settings: Any) -> AskResult:

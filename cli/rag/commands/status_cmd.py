@@ -48,6 +48,8 @@ def command(
         ("full-text", "current" if info["fts_current"] else "stale: run rag index again"),
         ("no-answer", describe_threshold(info["threshold"])),
     ]
+    if info.get("spend"):
+        rows.append(("spend", _spend(info["spend"])))
     if info.get("maintenance_owed"):
         rows.append(("upkeep", f"owed: {', '.join(info['maintenance_owed'])} (the next rag index finishes it)"))
     for label, value in rows:
@@ -100,3 +102,12 @@ def _date(ts: float | None) -> str:
     from datetime import datetime, timezone
 
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if ts else "?"
+
+
+def _spend(spend: dict[str, object]) -> str:
+    if "error" in spend:
+        return str(spend["error"])
+    c = spend["currency"]
+    caps = [f"{k} {spend[k]:g} {c}" for k in ("per_day", "per_run") if isinstance(spend.get(k), int | float)]
+    line = f"{spend['spent']:.4g} {c} since {spend['window_start']}"
+    return line + (f" (budget: {', '.join(caps)})" if caps else "")

@@ -26,17 +26,17 @@ if TYPE_CHECKING:
 Sleep = Callable[[float], None]
 T = TypeVar("T")
 
-__all__ = ["make_chat", "make_embedder", "make_reranker", "model_folder"]
+__all__ = ["make_chat", "make_embedder", "make_reranker", "make_single", "model_folder"]
 
 
 def make_embedder(profile: Profile, ref: str | None = None, *, sleep: Sleep = time.sleep) -> Embedder:
     """The embedder for ``ref`` (default ``embedding.model`` with ``embedding.fallbacks``). Thread-safe."""
     members = _members(profile, _chain(ref, profile.embedding.model, profile.embedding.fallbacks), _embedder, sleep)
     if len(members) == 1:
-        return members[0]
+        return guarded(profile, "embed", members[0])
     from rag.providers.fallback import FallbackEmbedder
 
-    return FallbackEmbedder(members, _breaker(profile))
+    return guarded(profile, "embed", FallbackEmbedder(members, _breaker(profile)))
 
 
 def make_reranker(profile: Profile, ref: str | None = None, *, sleep: Sleep = time.sleep) -> Reranker | None:
@@ -46,10 +46,10 @@ def make_reranker(profile: Profile, ref: str | None = None, *, sleep: Sleep = ti
         return None
     members = _members(profile, _chain(ref, primary, profile.rerank.fallbacks), _reranker, sleep)
     if len(members) == 1:
-        return members[0]
+        return guarded(profile, "rerank", members[0])
     from rag.providers.fallback import FallbackReranker
 
-    return FallbackReranker(members, _breaker(profile))
+    return guarded(profile, "rerank", FallbackReranker(members, _breaker(profile)))
 
 
 def make_chat(profile: Profile, ref: str | None = None, *, sleep: Sleep = time.sleep) -> ChatModel | None:
@@ -59,10 +59,27 @@ def make_chat(profile: Profile, ref: str | None = None, *, sleep: Sleep = time.s
         return None
     members = _members(profile, _chain(ref, primary, profile.chat.fallbacks), _chat, sleep)
     if len(members) == 1:
-        return members[0]
+        return guarded(profile, "chat", members[0])
     from rag.providers.fallback import FallbackChat
 
-    return FallbackChat(members, _breaker(profile))
+    return guarded(profile, "chat", FallbackChat(members, _breaker(profile)))
+
+
+def make_single(profile: Profile, stage: str, ref: str) -> Embedder | Reranker | ChatModel:
+    """One model for ``stage`` (embed, rerank, chat), with neither chain nor budget: the gateway composes its own."""
+    endpoints = _Endpoints(profile, time.sleep)
+    if stage == "embed":
+        return _embedder(profile, ref, endpoints)
+    if stage == "rerank":
+        return _reranker(profile, ref, endpoints)
+    return _chat(profile, ref, endpoints)
+
+
+def guarded(profile: Profile, stage: str, model: T) -> T:
+    """``model`` behind ``budget:`` when its stage has a price (rag.providers.budgeted)."""
+    from rag.providers.budgeted import guarded as wrap
+
+    return wrap(profile, stage, model)
 
 
 # --------------------------------------------------------------------------- one model each
