@@ -85,7 +85,9 @@ def _ann_recall(profile: Any, gates: list[str], as_json: bool) -> None:
     from rag.status import ann_recall
 
     out = ann_recall(profile)
-    failures = [f"ann recall@{out['k']} {out['recall']} is below {v}" for g in gates for _, v in [g.split("=", 1)] if out["recall"] < float(v)]
+    failures = [
+        f"ann recall@{out['k']} {out['recall']} is below {v}" for g in gates for _, v in [g.split("=", 1)] if out["recall"] < float(v)
+    ]
     if as_json:
         emit_json(out)
     else:

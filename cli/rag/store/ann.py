@@ -93,7 +93,12 @@ def build(dataset: Any, settings: AnnSettings) -> dict[str, Any]:
     dataset.create_index(
         VECTOR_COLUMN, settings.kind, metric="cosine", num_partitions=partitions(settings.kind, rows), replace=True, **extra
     )
-    return {"type": settings.kind, "trained_rows": rows, "trained_at": time.time(), "build_seconds": round(time.perf_counter() - started, 2)}
+    return {
+        "type": settings.kind,
+        "trained_rows": rows,
+        "trained_at": time.time(),
+        "build_seconds": round(time.perf_counter() - started, 2),
+    }
 
 
 def update(dataset: Any) -> None:

@@ -50,7 +50,13 @@ class Upkeep:
     failed: dict[str, str] = field(default_factory=dict)  # step -> one-line reason
 
     def as_dict(self) -> dict[str, Any]:
-        return {"compacted": self.compacted, "fts": self.fts, "ann": self.ann, "versions_removed": self.versions_removed, "failed": self.failed}
+        return {
+            "compacted": self.compacted,
+            "fts": self.fts,
+            "ann": self.ann,
+            "versions_removed": self.versions_removed,
+            "failed": self.failed,
+        }
 
 
 def needed(store: Store, keep: set[int]) -> list[str]:
@@ -149,5 +155,7 @@ def _cleanup(store: Store, upkeep: Upkeep, keep: set[int]) -> None:
         # delete_unverified: files a killed commit left behind; safe because we hold the writer lock. Not on an
         # object store: a writer on another machine may have files in flight there (Lance drops them after 7 days).
         unverified = not store.location.remote
-        stats = store.latest().dataset.cleanup_old_versions(versions=doomed, error_if_tagged_old_versions=False, delete_unverified=unverified)
+        stats = store.latest().dataset.cleanup_old_versions(
+            versions=doomed, error_if_tagged_old_versions=False, delete_unverified=unverified
+        )
         upkeep.versions_removed = int(stats.old_versions)

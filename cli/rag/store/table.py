@@ -141,7 +141,9 @@ class Store:
         keyed = schema(dim)
         keyed = keyed.set(keyed.get_field_index("id"), keyed.field("id").with_nullable(False).with_metadata(PRIMARY_KEY))
         try:
-            lance.write_dataset(pa.Table.from_pylist([], schema=keyed), self.uri, mode="overwrite", storage_options=self.location.lance_options())
+            lance.write_dataset(
+                pa.Table.from_pylist([], schema=keyed), self.uri, mode="overwrite", storage_options=self.location.lance_options()
+            )
         except OSError as exc:
             raise self.location.failed("create", exc) from exc
         self.write_meta({**meta, "created": time.time()})
