@@ -24,7 +24,17 @@ from typing import Any
 from rag.errors import ConfigError, StoreError
 
 REMOTE_SCHEMES = ("s3", "gs", "az", "abfs", "s3+ddb")
-_DENIED = ("403", "accessdenied", "access denied", "invalidaccesskeyid", "signaturedoesnotmatch", "forbidden", "unauthorized", "401")
+_DENIED = (
+    "403",
+    "accessdenied",
+    "access_denied",
+    "access denied",
+    "invalidaccesskeyid",
+    "signaturedoesnotmatch",
+    "forbidden",
+    "unauthorized",
+    "401",
+)
 
 
 def is_remote(uri: str) -> bool:

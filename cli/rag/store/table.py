@@ -140,13 +140,16 @@ class Store:
         self.root.mkdir(parents=True, exist_ok=True)
         keyed = schema(dim)
         keyed = keyed.set(keyed.get_field_index("id"), keyed.field("id").with_nullable(False).with_metadata(PRIMARY_KEY))
+        # A local table without meta is a leftover of a killed creation: overwrite it. In an object store it may be
+        # another machine's writer's, created a moment ago: keep it.
+        mode = "create" if self.location.remote else "overwrite"
         try:
-            lance.write_dataset(
-                pa.Table.from_pylist([], schema=keyed), self.uri, mode="overwrite", storage_options=self.location.lance_options()
-            )
-        except OSError as exc:
-            raise self.location.failed("create", exc) from exc
-        self.write_meta({**meta, "created": time.time()})
+            lance.write_dataset(pa.Table.from_pylist([], schema=keyed), self.uri, mode=mode, storage_options=self.location.lance_options())
+        except (OSError, ValueError) as exc:
+            if not (self.location.remote and "already exists" in str(exc).lower()):
+                raise self.location.failed("create", exc) from exc
+        if not (self.location.remote and self.meta()):
+            self.write_meta({**meta, "created": time.time()})
 
     def drop(self) -> None:
         self.location.remove(f"{self.table_name}.meta.json")
