@@ -172,7 +172,7 @@ def run(vectors: np.ndarray, label: str, kinds: list[str], n_queries: int, knobs
             found, lat = timed(lambda q, s=snap: s.nearest_many(q[None, :], 10, WHERE)[0], queries[:20])
             ref, _ = timed(lambda q, s=snap: s.exact_nearest(q, 10, WHERE), queries[:20])
             agree = np.mean([len(set(a) & set(b)) / max(1, len(b)) for a, b in zip(found, ref, strict=True)])
-            print(f'    with --where "{where}": p50 {pct(lat, 50):6.1f} ms · recall@10 against exact with the same filter {agree:.3f}')
+            print(f'    with --where "{WHERE}": p50 {pct(lat, 50):6.1f} ms · recall@10 against exact with the same filter {agree:.3f}')
             import lance
 
             ds = lance.dataset(str(folder / "chunks.lance"))
