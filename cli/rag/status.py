@@ -36,7 +36,9 @@ def status(profile: Profile, table: str | None = None) -> dict[str, Any]:
 
 def ann_status(snapshot: Snapshot, meta: dict[str, Any]) -> dict[str, Any]:
     """How dense search runs on this version: exact, or through which vector index, trained when, on how many rows."""
-    index = snapshot.vector_index
+    from rag.store.ann import vector_index
+
+    index = vector_index(snapshot.dataset) if snapshot.vector_index else None
     if index is None:
         return {"type": "exact", "min_rows": snapshot.ann.min_rows if snapshot.ann.mode != "off" else None}
     trained = meta.get("ann") or {}

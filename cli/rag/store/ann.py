@@ -46,6 +46,15 @@ class AnnSettings:
         return {"nprobes": self.nprobes, "refine_factor": self.refine_factor, "ef": self.ef}
 
 
+def find_index(dataset: Any) -> dict[str, Any] | None:
+    """The vector index of this version (name, type) from its manifest alone: what every dense query asks, so it
+    reads nothing else (a reader may hold a version whose index files' older manifests were cleaned up)."""
+    for index in dataset.list_indices():
+        if VECTOR_COLUMN in index.get("fields", []) and str(index.get("type", "")).startswith("IVF"):
+            return {"name": index["name"], "type": index["type"]}
+    return None
+
+
 def vector_index(dataset: Any) -> dict[str, Any] | None:
     """The vector index of this version: type, partitions, rows in and out of it, when it was last updated."""
     for index in dataset.describe_indices():

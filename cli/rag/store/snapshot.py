@@ -17,7 +17,7 @@ import numpy as np
 
 from rag.documents import Hit
 from rag.errors import StoreError, UsageError
-from rag.store.ann import AnnSettings, vector_index
+from rag.store.ann import AnnSettings, find_index
 from rag.store.schema import FILE_COLUMNS, FTS_COLUMN, HIT_COLUMNS, hit, sql_in
 
 _RUST_FRAME = re.compile(r",? /\S+\.rs:\d+:\d+")
@@ -87,7 +87,7 @@ class Snapshot:
     def vector_index(self) -> dict[str, Any] | None:
         """The ANN index of this version (:mod:`rag.store.ann`), or None when dense search is exact."""
         if self._vector_index is False:
-            self._vector_index = vector_index(self.dataset) if self.ann.mode != "off" else None
+            self._vector_index = find_index(self.dataset) if self.ann.mode != "off" else None
         return self._vector_index  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ searches
