@@ -49,7 +49,12 @@ class AnnSettings:
 def find_index(dataset: Any) -> dict[str, Any] | None:
     """The vector index of this version (name, type) from its manifest alone: what every dense query asks, so it
     reads nothing else (a reader may hold a version whose index files' older manifests were cleaned up)."""
-    for index in dataset.list_indices():
+    import warnings
+
+    with warnings.catch_warnings():  # deprecated in favour of describe_indices, which is what reads too much here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        indices = dataset.list_indices()
+    for index in indices:
         if VECTOR_COLUMN in index.get("fields", []) and str(index.get("type", "")).startswith("IVF"):
             return {"name": index["name"], "type": index["type"]}
     return None
