@@ -3,6 +3,7 @@
     python bench/scale_bench.py                        # synthetic clustered vectors, 100k
     nice -n 10 python bench/scale_bench.py --rows 1000000
     python bench/scale_bench.py --real /tmp/x/.rag     # a real index's vectors, repeated with perturbation
+    python bench/scale_bench.py --ray-docs /work/corpus/pkgdocs   # plain rag index against --ray on 1 and 2 workers
 
 Tables are written with rag's own schema and read through rag's Snapshot, so "exact" is what rag does without an
 index (one matrix product in memory up to FLAT_MAX_ROWS, a Lance scan past it) and "ann" is what it does with one
@@ -180,6 +181,48 @@ def run(vectors: np.ndarray, label: str, kinds: list[str], n_queries: int, knobs
                 ds.drop_index(index.name)
 
 
+def ray_bench(docs: Path, files: int) -> None:
+    """docs/s of plain rag index, of rag index --ray on 1 worker and on 2 (a local cluster), each on a fresh store and
+    cache: Ray's overhead is the gap between the first two, its scaling the gap between the last two."""
+    import shutil
+
+    import ray
+
+    from rag.distributed import index_paths_ray
+    from rag.indexer import index_paths
+    from rag.profile import load_profile
+
+    with tempfile.TemporaryDirectory(prefix="rag-ray-bench-") as tmp:
+        corpus = Path(tmp) / "docs"
+        picked = sorted(p for p in docs.rglob("*") if p.suffix in (".rst", ".md", ".txt") and p.is_file())[:files]
+        for p in picked:
+            target = corpus / p.relative_to(docs)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(p, target)
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        results = {}
+        for label, run in (
+            ("plain rag index", lambda prof: index_paths(prof, [corpus])),
+            ("--ray, 1 worker", lambda prof: index_paths_ray(prof, [corpus], workers=1)),
+            ("--ray, 2 workers", lambda prof: index_paths_ray(prof, [corpus], workers=2)),
+        ):
+            store = Path(tmp) / "store"
+            shutil.rmtree(store, ignore_errors=True)
+            os.environ["RAG_STORE"] = str(store)
+            t0 = time.perf_counter()
+            report = run(load_profile(None))
+            seconds = time.perf_counter() - t0
+            results[label] = seconds
+            print(
+                f"  {label:<17} {len(picked)} files, {report.chunks_total:,} chunks in {seconds:6.1f} s: {len(picked) / seconds:5.2f} docs/s"
+            )
+        ray.shutdown()
+        base = results["plain rag index"]
+        print(
+            f"  --ray overhead on 1 worker: {results['--ray, 1 worker'] / base:.2f}x plain; 2 workers vs 1: {results['--ray, 1 worker'] / results['--ray, 2 workers']:.2f}x"
+        )
+
+
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--build-child":
         build_child(sys.argv[2], sys.argv[3])
@@ -190,7 +233,12 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--real", type=Path, help="a rag store folder whose vectors are repeated with perturbation")
     parser.add_argument("--knobs", default="20,5,100;10,1,50;40,10,150", help="nprobes,refine,ef;... to try")
+    parser.add_argument("--ray-docs", type=Path, help="instead: index this folder plainly, then with --ray on 1 and 2 workers")
+    parser.add_argument("--ray-files", type=int, default=80)
     args = parser.parse_args()
+    if args.ray_docs:
+        ray_bench(args.ray_docs, args.ray_files)
+        return
     knobs = [tuple(int(x) for x in k.split(",")) for k in args.knobs.split(";")]
     for rows in args.rows:
         if args.real:
