@@ -16,7 +16,7 @@ def status(profile: Profile, table: str | None = None) -> dict[str, Any]:
     states = snapshot.file_states()
     maintenance = meta.get("maintenance") or {}
     return {
-        "store": str(store.root),
+        "store": store.where,
         "table": store.table_name,
         "chunks": snapshot.count(),
         "sources": len(states),
