@@ -199,7 +199,6 @@ def _embed(ray: Any, profile: Profile, misses: dict[str, str], workers: int) -> 
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=workers),
         num_cpus=1,
-        max_restarts=0,  # a failed actor fails the job, which commits nothing: the re-run starts from the cache
     )
     for batch in out.iter_batches(batch_format="numpy", batch_size=None):
         for sha, vector in zip(batch["embed_sha"], batch["vector"], strict=True):
