@@ -117,6 +117,11 @@ def test_index_query_status_and_incremental_reindex_in_a_bucket(tmp_path: Path, 
     status = rag("status", "--json", cwd=tmp_path, env=env)
     assert status.code == 0 and status.json()["store"].endswith("basic") and status.json()["chunks"] == 8
     assert s3["secret"] not in status.out + status.err
+    write(tmp_path / "eval.yaml", "- question: geysers field notes\n  expected_sources: [docs/doc06.md]\n")
+    evaluated = rag("eval", "eval.yaml", "--mode", "fts", "--k", "1", "--json", "--no-answers", cwd=tmp_path, env=env)
+    assert evaluated.code == 0, evaluated.err
+    assert evaluated.json()["stages"]["retrieval"]["metrics"]["mrr@1"] == 1.0
+    assert rag("eval", "--ann-recall", "--json", cwd=tmp_path, env=env).json()["type"] == "exact"
 
     write(docs / "doc00.md", "# Volcanoes 0\n\nRewritten notes about calderas and lava domes.\n")
     (docs / "doc07.md").unlink()
