@@ -8,10 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.clirun import rag, write
-
-ray = pytest.importorskip("ray")
-pytest.importorskip("ray.data")
+from tests.clirun import rag, rag_process, write
 
 TOPICS = ["volcanoes", "glaciers", "tides", "deserts", "comets", "auroras"]
 
@@ -25,7 +22,9 @@ def table(store: Path) -> dict[str, np.ndarray]:
 
 @pytest.fixture
 def cluster() -> Iterator[None]:
-    """A local Ray cluster of 2 CPUs in this process, for both runs of the test (starting one costs seconds)."""
+    """A local Ray cluster of 2 CPUs in this process (starting one costs seconds)."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield
@@ -63,3 +62,13 @@ def test_ray_index_equals_a_local_index_and_honours_the_cache(tmp_path: Path, cl
     assert all(np.allclose(got[i], expected[i], atol=1e-5) for i in expected)
     hits = rag("query", "geysers auroras", "--json", cwd=tmp_path).json()["hits"]
     assert hits[0]["source"].endswith("doc5.md")
+
+
+def test_ray_without_ray_installed_says_how_to_install_it(tmp_path: Path) -> None:
+    # A "ray" package that cannot be imported stands in for a machine without the extra.
+    write(tmp_path / "shadow" / "ray" / "__init__.py", "raise ImportError('No module named ray')\n")
+    write(tmp_path / "docs" / "a.md", "# A\n\nText.\n")
+    result = rag_process("index", "--ray", "docs", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "shadow")})
+    assert result.code == 2
+    assert result.err.strip() == "error: Ray is not installed; install the extra with: pip install 'rag[ray]' (or pip install 'ray[data]')"
+    assert not (tmp_path / ".rag").exists()

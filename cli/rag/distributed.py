@@ -18,8 +18,10 @@ stage, not per file. Ray is an optional extra: ``pip install 'rag[ray]'``.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +83,17 @@ class EmbedActor:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         result = self.embedder.embed_batch(list(batch["embed_text"]))
         return {"embed_sha": batch["embed_sha"], "vector": np.asarray(result.vectors, dtype=np.float32)}
+
+
+def _bound(profile: Profile) -> type[EmbedActor]:
+    """:class:`EmbedActor` with the profile in its closure: shipped with the class, not as constructor arguments in
+    the object store (which Ray warns cannot survive an actor restart)."""
+
+    class Embed(EmbedActor):
+        def __init__(self) -> None:
+            super().__init__(profile)
+
+    return Embed
 
 
 # --------------------------------------------------------------------------- the driver
@@ -168,14 +181,32 @@ def _start(ray: Any, address: str | None) -> None:
     import warnings
 
     warnings.filterwarnings("ignore", module=r"ray(\.|$)")
-    logging.getLogger("ray").setLevel(logging.ERROR)
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     if not ray.is_initialized():
         cpus = os.environ.get("RAY_NUM_CPUS")  # a local cluster's size (tests, benches); a real cluster has its own
         local = {"num_cpus": int(cpus)} if cpus and not address else {}
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, **local)
     context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
+    context.enable_progress_bars = False  # after the loggers are quiet: Ray Data warns about this very setting
     context.print_on_execution_start = False
+
+
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Ray's C++ core worker logs to file descriptor 2 (no Python logger reaches it); while a Ray Data job runs,
+    that goes to Ray's session logs (/tmp/ray/session_latest/logs) instead of the user's terminal. Exceptions
+    still surface: they are raised after the descriptor is back."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _chunk(ray: Any, profile: Profile, changed: list[Any], workers: int) -> list[dict[str, Any]]:
@@ -183,7 +214,8 @@ def _chunk(ray: Any, profile: Profile, changed: list[Any], workers: int) -> list
         return []
     items = [{"path": str(f.path), "mtime": f.mtime} for f in changed]
     ds = ray.data.from_items(items, override_num_blocks=min(len(items), workers * 4))
-    rows = ds.flat_map(chunk_file, fn_kwargs={"profile": profile}, concurrency=workers).take_all()
+    with _quiet_stderr():
+        rows = ds.flat_map(chunk_file, fn_kwargs={"profile": profile}, compute=ray.data.TaskPoolStrategy(size=workers)).take_all()
     return sorted(rows, key=lambda r: (r["source"], r["ordinal"]))
 
 
@@ -193,16 +225,16 @@ def _embed(ray: Any, profile: Profile, misses: dict[str, str], workers: int) -> 
     items = [{"embed_sha": s, "embed_text": t} for s, t in sorted(misses.items(), key=lambda kv: len(kv[1]))]  # like-sized batches
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // profile.embedding.batch_size + 1, workers * 4)))
     out = ds.map_batches(
-        EmbedActor,
-        fn_constructor_kwargs={"profile": profile},
+        _bound(profile),
         batch_size=profile.embedding.batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=workers),
         num_cpus=1,
     )
-    for batch in out.iter_batches(batch_format="numpy", batch_size=None):
-        for sha, vector in zip(batch["embed_sha"], batch["vector"], strict=True):
-            yield str(sha), np.asarray(vector, dtype=np.float32)
+    with _quiet_stderr():  # streamed: each batch is cached as it arrives, so a failed job loses only what is in flight
+        for batch in out.iter_batches(batch_format="numpy", batch_size=None):
+            for sha, vector in zip(batch["embed_sha"], batch["vector"], strict=True):
+                yield str(sha), np.asarray(vector, dtype=np.float32)
 
 
 def _commit(store: Any, chunks: list[dict[str, Any]], vectors: dict[str, np.ndarray], sources: list[str], dim: int) -> None:
