@@ -118,8 +118,11 @@ def ask(work: Path, question: str) -> tuple[int, dict[str, Any]]:
 def question_steps(work: Path, offtopic: list[str], questions: list[dict[str, Any]], out: dict[str, Any]) -> None:
     abstained = 0
     for q in offtopic:
-        code, _ = ask(work, q)
+        code, result = ask(work, q)
         abstained += code == NO_ANSWER_EXIT
+        if code != NO_ANSWER_EXIT:
+            best = (result.get("retrieved") or {}).get("threshold") or {}
+            print(f"  answered off-topic: {q!r} (exit {code}, threshold {best.get('value')}, passed {best.get('passed')})")
     out["offtopic_abstain"] = abstained / len(offtopic)
     print(f"off-topic: {abstained}/{len(offtopic)} got no answer (false answers {len(offtopic) - abstained})")
 
@@ -127,6 +130,7 @@ def question_steps(work: Path, offtopic: list[str], questions: list[dict[str, An
     for q in questions:
         code, result = ask(work, q["question"])
         if code != 0:
+            print(f"  no answer to a real question: {q['question']!r} (exit {code})")
             continue
         answered += 1
         answer = result.get("answer", "")

@@ -291,6 +291,7 @@ def plan_run(
 def _shadow(reg: Registry, live: Store, profile: Profile, reason: str, built_from: dict[str, Any], switch: bool, keep: int) -> Target:
     """A generation beside the live one: the pending one when it was started with the same settings (a crashed build
     resumes), else a new one."""
+    _local_only(live)
     pending = reg.pending()
     store = Store(live.root, live.table_name, int(pending["id"]) if pending else 0)
     if pending is not None and pending.get("settings") == signature(profile):
@@ -298,6 +299,15 @@ def _shadow(reg: Registry, live: Store, profile: Profile, reason: str, built_fro
     stale = [int(g["id"]) for g in reg.generations.values() if g.get("state") == "building"]
     store = Store(live.root, live.table_name, reg.next_id())
     return Target(profile, store, reg, True, reason, built_from, switch, keep, discard=stale, start=True)
+
+
+def _local_only(live: Store) -> None:
+    """The generation pointer is switched with a local rename; an object store has one generation for now."""
+    if live.location.remote:
+        raise StoreError(
+            f"{live.where} is on object storage, where the index has one generation: a rebuild beside it, reindex and "
+            "rollback need a local store; to rebuild there, delete the table under the prefix and run rag index"
+        )
 
 
 # --------------------------------------------------------------------------- switching and retention
@@ -320,6 +330,7 @@ def switch_to(profile: Profile, generation: int, why: str, *, warn: Warn, expect
     from rag.lock import writer_lock
 
     live = open_store(profile)
+    _local_only(live)
     with writer_lock(live.lock_path, profile.store.lock_timeout, warn):
         reg = Registry.load(live.root, live.table_name)
         entry = reg.generations.get(generation)

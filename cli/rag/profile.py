@@ -84,6 +84,29 @@ class StoreConfig:
     lock_timeout: float = 300.0
     commit_chunks: int = 512
     keep_runs: int = 3
+    # Object stores (uri s3://bucket/prefix, gs://, az://): passed to Lance; a key ending in _env names the variable holding it.
+    storage_options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class AnnConfig:
+    """Approximate dense search past min_rows (rag.store.ann): the index type and the query knobs that trade recall for speed."""
+
+    mode: Literal["auto", "off"] = "auto"
+    kind: Literal["IVF_HNSW_SQ", "IVF_PQ"] = "IVF_HNSW_SQ"
+    min_rows: int = 100_000
+    nprobes: int = 20
+    refine_factor: int = 5
+    ef: int = 100
+
+
+@dataclass
+class IndexConfig:
+    """How rag index runs: in this process (local) or on a Ray cluster (ray; address null = start or join a local one)."""
+
+    engine: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    ann: AnnConfig = field(default_factory=AnnConfig)
 
 
 @dataclass
@@ -217,6 +240,7 @@ class Profile:
     mcp: McpConfig = field(default_factory=McpConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
     # Where the profile came from; relative paths in it resolve against its folder.
     source: str = "<built-in default>"
     base_dir: Path = field(default_factory=Path.cwd)
@@ -241,6 +265,11 @@ class Profile:
         project folder found walking up (``home``); else store.uri against ``base_dir``."""
         if self.store_override is not None:
             return self.store_override
+        if "://" in self.store.uri:  # an object store: this machine's caches for it (rag.store.location)
+            from rag.store.location import cache_dir, is_remote
+
+            if is_remote(self.store.uri):
+                return cache_dir(self.store.uri)
         if "store.uri" in self.lines or self.home is None:
             return self.resolve_path(self.store.uri)
         return self.home / self.store.uri
@@ -529,6 +558,10 @@ def _check(p: Profile) -> None:
             "lifecycle.keep_generations",
             "must be at least 2 (a query may still be reading the generation before the live one)",
         ),
+        (p.index.ann.min_rows >= 1, "index.ann.min_rows", "must be at least 1"),
+        (p.index.ann.nprobes >= 1, "index.ann.nprobes", "must be at least 1"),
+        (p.index.ann.refine_factor >= 1, "index.ann.refine_factor", "must be at least 1"),
+        (p.index.ann.ef >= 1, "index.ann.ef", "must be at least 1"),
         (p.http.backoff_base >= 0, "http.backoff_base", "must be at least 0"),
         (p.http.backoff_max >= 0, "http.backoff_max", "must be at least 0"),
         (p.http.breaker_failures >= 0, "http.breaker_failures", "must be at least 0 (0 turns the breaker off)"),

@@ -19,7 +19,7 @@ HELP_MAX = "Gate: fail (exit 1) when a stage's latency is above VALUE, e.g. late
 
 
 def command(
-    dataset: Path = typer.Argument(..., help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or a .yaml/.jsonl of questions."),
+    dataset: Path | None = typer.Argument(None, help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or a .yaml/.jsonl of questions."),
     split: str = typer.Option("test", "--split", help="BEIR qrels split: qrels/<split>.tsv."),
     mode: str | None = typer.Option(None, "--mode", help="dense, fts or hybrid (default: retrieval.mode of the profile)."),
     k: str = typer.Option("1,3,5,10,100", "--k", help="Cut-offs for every metric, comma-separated."),
@@ -36,12 +36,23 @@ def command(
     trec_run: Path | None = typer.Option(None, "--trec-run", help="Write the last stage's ranking as a TREC run file."),
     gates: list[str] = typer.Option([], "--min", help=HELP_MIN),
     max_gates: list[str] = typer.Option([], "--max", help=HELP_MAX),
+    ann_recall: bool = typer.Option(
+        False, "--ann-recall", help="Recall@10 of the index's ANN search against exact search, on your own index (no DATASET needed)."
+    ),
     profile: str | None = ProfileOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Measure retrieval (and rerank) quality, latency and cost on a labelled set; gate CI on it."""
     from rag.evaluate import EvalRequest, run
     from rag.profile import load_profile
+
+    if ann_recall:
+        _ann_recall(load_profile(profile), gates, as_json)
+        return
+    if dataset is None:
+        from rag.errors import UsageError
+
+        raise UsageError("missing DATASET: rag eval DATASET (a BEIR folder or a questions file), or rag eval --ann-recall")
 
     request = EvalRequest(
         dataset,
@@ -70,6 +81,25 @@ def command(
     for line in report.failures:
         sys.stderr.write(line + "\n")
     if report.failures:
+        raise typer.Exit(1)
+
+
+def _ann_recall(profile: Any, gates: list[str], as_json: bool) -> None:
+    from rag.status import ann_recall
+
+    out = ann_recall(profile)
+    failures = [
+        f"ann recall@{out['k']} {out['recall']} is below {v}" for g in gates for _, v in [g.split("=", 1)] if out["recall"] < float(v)
+    ]
+    if as_json:
+        emit_json(out)
+    else:
+        sys.stdout.write(
+            f"dense search: {out['type']}; recall@{out['k']} against exact search: {out['recall']:.3f} over {out['queries']} of the index's own vectors\n"
+        )
+    for line in failures:
+        sys.stderr.write(line + "\n")
+    if failures:
         raise typer.Exit(1)
 
 

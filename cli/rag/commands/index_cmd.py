@@ -25,6 +25,10 @@ def command(
         False, "--rebuild", help="Build the index again beside the live one, which answers until the new one is complete."
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="List every skipped file with its reason."),
+    ray: bool = typer.Option(False, "--ray", help="Load, chunk and embed on a Ray cluster (index.engine: ray does the same)."),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="The cluster for --ray (default index.ray_address, else a local one)."
+    ),
 ) -> None:
     """Chunk local files, embed them in batches and store them in LanceDB (incremental)."""
     from rag.api import open_index
@@ -32,8 +36,14 @@ def command(
     verbose = verbose or bool(ctx.find_root().params.get("verbose"))  # rag -v index ... works as well
     index = open_index(profile)
     show_bar = not json_out and sys.stderr.isatty()
-    with _ProgressEvents(show_bar) as events:
-        report = index.add(list(paths), rebuild=rebuild, events=events)
+    prof = index.profile
+    if ray or ray_address or prof.index.engine == "ray":  # rag.distributed: Ray Data, one atomic commit
+        from rag.distributed import index_paths_ray
+
+        report = index_paths_ray(prof, list(paths), address=ray_address or prof.index.ray_address, rebuild=rebuild)
+    else:
+        with _ProgressEvents(show_bar) as events:
+            report = index.add(list(paths), rebuild=rebuild, events=events)
     _report_skips(report.skipped, verbose)
     if json_out:
         emit_json(report.as_dict())

@@ -36,6 +36,7 @@ def command(
 
     from rag.calibrate import describe_threshold
     from rag.render import display_path
+    from rag.store.ann import describe_ann
 
     console = Console(highlight=False, soft_wrap=True)  # soft: a long path is never broken at 80 columns
     emb, ch = info["embedding"], info["chunking"]
@@ -46,6 +47,7 @@ def command(
         ("embedding", f"{emb.get('model')} {emb.get('version')} · {emb.get('dimensions')} dims"),
         ("chunking", f"{ch.get('max_tokens')} tokens, overlap {ch.get('overlap')}, {ch.get('encoding')}"),
         ("full-text", "current" if info["fts_current"] else "stale: run rag index again"),
+        ("dense", describe_ann(info["ann"])),
         ("no-answer", describe_threshold(info["threshold"])),
     ]
     if info.get("spend"):

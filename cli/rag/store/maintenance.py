@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rag.faults import checkpoint, passed
+from rag.store import ann
 from rag.store.snapshot import lance_message
 from rag.store.table import Store
 
@@ -34,7 +35,7 @@ FTS_PARAMS = {
     "lower_case": True,
     "ascii_folding": True,
 }
-STEPS = ("compact", "fts", "cleanup")
+STEPS = ("compact", "fts", "ann", "cleanup")
 
 
 @dataclass
@@ -44,10 +45,18 @@ class Upkeep:
     compacted: bool = False
     fts: str | None = None  # "built" | "updated"
     versions_removed: int = 0
+    ann: str | None = None  # "build" | "retrain" | "update" | "drop"
+    ann_trained: dict[str, Any] | None = None  # what a build recorded (type, rows, when)
     failed: dict[str, str] = field(default_factory=dict)  # step -> one-line reason
 
     def as_dict(self) -> dict[str, Any]:
-        return {"compacted": self.compacted, "fts": self.fts, "versions_removed": self.versions_removed, "failed": self.failed}
+        return {
+            "compacted": self.compacted,
+            "fts": self.fts,
+            "ann": self.ann,
+            "versions_removed": self.versions_removed,
+            "failed": self.failed,
+        }
 
 
 def needed(store: Store, keep: set[int]) -> list[str]:
@@ -59,6 +68,8 @@ def needed(store: Store, keep: set[int]) -> list[str]:
     snapshot = store.latest()
     if snapshot.count() and (not snapshot.has_fts or snapshot.fts_unindexed_rows()):
         steps.append("fts")
+    if ann.needed(ds, store.ann, store.meta().get("ann")):
+        steps.append("ann")
     if _doomed(store, keep):
         steps.append("cleanup")
     return steps
@@ -67,7 +78,7 @@ def needed(store: Store, keep: set[int]) -> list[str]:
 def maintain(store: Store, upkeep: Upkeep, warn: Callable[[str], None], steps: list[str], keep: set[int] | None = None) -> Upkeep:
     """Run ``steps`` of: compact, bring the full-text index up to date, remove versions not in ``keep`` (nor the
     published or the latest). Adds to ``upkeep``."""
-    for step, run in (("compact", _compact), ("fts", _fts), ("cleanup", _cleanup)):
+    for step, run in (("compact", _compact), ("fts", _fts), ("ann", _ann), ("cleanup", _cleanup)):
         if step not in steps:
             continue
         try:
@@ -84,6 +95,10 @@ def maintain(store: Store, upkeep: Upkeep, warn: Callable[[str], None], steps: l
 
 
 def record(meta: dict[str, Any], upkeep: Upkeep) -> None:
+    if upkeep.ann_trained is not None:
+        meta["ann"] = upkeep.ann_trained
+    elif upkeep.ann == "drop":
+        meta.pop("ann", None)
     meta["maintenance"] = {"owed": sorted(upkeep.failed), "at": time.time(), **({"errors": upkeep.failed} if upkeep.failed else {})}
 
 
@@ -113,6 +128,19 @@ def _fts(store: Store, upkeep: Upkeep, keep: set[int]) -> None:
         upkeep.fts = "updated"
 
 
+def _ann(store: Store, upkeep: Upkeep, keep: set[int]) -> None:
+    """Build, retrain, update or drop the vector index as the table's size asks (:func:`rag.store.ann.needed`)."""
+    ds = store.latest().dataset
+    action = ann.needed(ds, store.ann, store.meta().get("ann"))
+    if action in ("build", "retrain"):
+        upkeep.ann_trained = ann.build(ds, store.ann)
+    elif action == "update":
+        ann.update(ds)
+    elif action == "drop":
+        ann.drop(ds)
+    upkeep.ann = action
+
+
 def _doomed(store: Store, keep: set[int]) -> list[int]:
     """Versions to remove: all but ``keep``, the published and the latest."""
     ds = store.latest().dataset
@@ -124,6 +152,10 @@ def _doomed(store: Store, keep: set[int]) -> list[int]:
 def _cleanup(store: Store, upkeep: Upkeep, keep: set[int]) -> None:
     doomed = _doomed(store, keep)
     if doomed:
-        # delete_unverified: files a killed commit left behind; safe because we hold the writer lock.
-        stats = store.latest().dataset.cleanup_old_versions(versions=doomed, error_if_tagged_old_versions=False, delete_unverified=True)
+        # delete_unverified: files a killed commit left behind; safe because we hold the writer lock. Not on an
+        # object store: a writer on another machine may have files in flight there (Lance drops them after 7 days).
+        unverified = not store.location.remote
+        stats = store.latest().dataset.cleanup_old_versions(
+            versions=doomed, error_if_tagged_old_versions=False, delete_unverified=unverified
+        )
         upkeep.versions_removed = int(stats.old_versions)

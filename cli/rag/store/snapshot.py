@@ -17,6 +17,7 @@ import numpy as np
 
 from rag.documents import Hit
 from rag.errors import StoreError, UsageError
+from rag.store.ann import AnnSettings, find_index
 from rag.store.schema import FILE_COLUMNS, FTS_COLUMN, HIT_COLUMNS, hit, sql_in
 
 _RUST_FRAME = re.compile(r",? /\S+\.rs:\d+:\d+")
@@ -48,12 +49,14 @@ def damaged(root: Path, exc: BaseException) -> StoreError:
 class Snapshot:
     """One committed version of the table, read-only. Cheap to keep: it never changes under its reader."""
 
-    def __init__(self, dataset: Any, root: Path) -> None:
+    def __init__(self, dataset: Any, root: Path, ann: AnnSettings | None = None) -> None:
         self.dataset = dataset
         self.root = root
+        self.ann = ann or AnnSettings()
         self._has_fts: bool | None = None
         self._vectors: np.ndarray | None = None  # normalised, row i = scan offset i
         self._offsets: dict[str, int] | None = None  # chunk id -> row of _vectors
+        self._vector_index: dict[str, Any] | bool | None = False  # False: not looked up yet
 
     @property
     def version(self) -> int:
@@ -80,6 +83,13 @@ class Snapshot:
                 return int(self.dataset.stats.index_stats(index.name).get("num_unindexed_rows", 0))
         return self.count()
 
+    @property
+    def vector_index(self) -> dict[str, Any] | None:
+        """The ANN index of this version (:mod:`rag.store.ann`), or None when dense search is exact."""
+        if self._vector_index is False:
+            self._vector_index = find_index(self.dataset) if self.ann.mode != "off" else None
+        return self._vector_index  # type: ignore[return-value]
+
     # ------------------------------------------------------------------ searches
 
     def nearest(self, vector: list[float], k: int, where: str | None = None) -> list[Hit]:
@@ -91,13 +101,16 @@ class Snapshot:
 
         Without a filter, a table small enough for memory is searched exactly by one matrix product over its
         vectors, loaded once per snapshot: no table scan per query. With a filter, or past
-        :data:`FLAT_MAX_ROWS`, each query is a Lance search (prefiltered).
+        :data:`FLAT_MAX_ROWS`, each query is a Lance search (prefiltered). A table with an ANN index
+        (:mod:`rag.store.ann`) is searched through it, with or without a filter.
         """
         if vectors.shape[1] != self.vector_size:
             raise StoreError(
                 f"the query vector has {vectors.shape[1]} dimensions but the index at {self.root} holds {self.vector_size}; "
                 "did the model behind it change? Re-index with: rag index --rebuild PATH"
             )
+        if self.vector_index is not None:
+            return [self._lance_nearest(v, k, where, self.ann.query()) for v in vectors]
         if where or self.count() > FLAT_MAX_ROWS:
             return [self._lance_nearest(v, k, where) for v in vectors]
         matrix = self._matrix()
@@ -115,8 +128,12 @@ class Snapshot:
             for row, order in zip(scores, orders, strict=True)
         ]
 
-    def _lance_nearest(self, vector: np.ndarray, k: int, where: str | None) -> list[Hit]:
-        nearest = {"column": "vector", "q": vector.tolist(), "k": k, "metric": "cosine"}
+    def exact_nearest(self, vector: np.ndarray, k: int, where: str | None = None) -> list[Hit]:
+        """:meth:`nearest` by brute force whatever the table's size or index: the reference ANN is measured against."""
+        return self._lance_nearest(vector, k, where, {"use_index": False})
+
+    def _lance_nearest(self, vector: np.ndarray, k: int, where: str | None, knobs: dict[str, Any] | None = None) -> list[Hit]:
+        nearest = {"column": "vector", "q": vector.tolist(), "k": k, "metric": "cosine", **(knobs or {})}
         rows = self._read(HIT_COLUMNS, where, nearest=nearest)
         return [hit(r, "dense", rank, 1.0 - float(r["_distance"])) for rank, r in enumerate(rows, start=1)]
 

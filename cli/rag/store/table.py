@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from rag.errors import ModelMismatchError, StoreError
+from rag.store.ann import AnnSettings
 from rag.store.generations import live_generation, physical_name
+from rag.store.location import Location
 from rag.store.schema import schema, sql_in
 from rag.store.snapshot import Snapshot, _parts, damaged
 
@@ -31,25 +32,46 @@ os.environ.setdefault("LANCE_LOG", "error")
 os.environ.setdefault("LANCEDB_LOG", "error")
 
 PUBLISHED = "published"  # the lance tag readers follow
+# Declared on the id column of new tables: Lance then records the keys each merge_insert adds and fails (and
+# retries) a commit that races another adding the same keys, instead of keeping both rows (lance#5633). This is
+# what keeps writers on several machines apart on an object store, where a local lock cannot.
+PRIMARY_KEY = {b"lance-schema:unenforced-primary-key": b"true"}
 
 
 class Store:
-    """One generation of a table (the live one unless ``generation`` is given; see :mod:`rag.store.generations`)."""
+    """One generation of a table (the live one unless ``generation`` is given; see :mod:`rag.store.generations`),
+    in a local folder or under an object-store prefix (:mod:`rag.store.location`)."""
 
-    def __init__(self, root: Path, table: str, generation: int | None = None) -> None:
-        self.root = root
+    def __init__(self, root: Path | Location, table: str, generation: int | None = None, ann: AnnSettings | None = None) -> None:
+        self.location = root if isinstance(root, Location) else Location.of(root)
+        self.root = self.location.local  # this machine's folder: the store itself, or a remote store's caches
         self.table_name = table
-        self.generation = live_generation(root, table) if generation is None else generation
-        name = physical_name(table, self.generation)
-        self.uri = root / f"{name}.lance"
-        self.meta_path = root / f"{name}.meta.json"
-        self.lock_path = root / f"{table}.lock"  # one writer per table, whichever generation it writes
+        self.ann = ann or AnnSettings()
+        # The generation pointer is a file switched with os.replace: on an object store there is one generation.
+        if self.location.remote:
+            self.generation = 1
+        else:
+            self.generation = live_generation(self.root, table) if generation is None else generation
+        self.name = physical_name(table, self.generation)
+        self.uri = self.location.join(f"{self.name}.lance")
+        self.meta_path = self.root / f"{self.name}.meta.json"  # a local store's; a remote one keeps it beside its table
+        self.lock_path = self.root / f"{table}.lock"  # one writer per table, whichever generation it writes
+
+    @property
+    def where(self) -> str:
+        """The store as messages name it (a folder or an object-store URI, never credentials)."""
+        return self.location.uri
 
     def exists(self) -> bool:
-        return self.meta_path.is_file() and self.uri.is_dir()
+        return self.location.is_file(f"{self.name}.meta.json") and self.location.is_dir(f"{self.name}.lance")
 
     def _missing(self) -> StoreError:
-        return StoreError(f"no index at {self.root} (table '{self.table_name}'); run: rag index PATH")
+        return StoreError(f"no index at {self.where} (table '{self.table_name}'); run: rag index PATH")
+
+    def _open(self, **kwargs: Any) -> Any:
+        import lance
+
+        return lance.dataset(self.uri, storage_options=self.location.lance_options(), **kwargs)
 
     # ------------------------------------------------------------------ reading
 
@@ -57,11 +79,11 @@ class Store:
         """The latest committed version: what a writer builds on."""
         if not self.exists():
             raise self._missing()
-        import lance
-
         try:
-            return Snapshot(lance.dataset(str(self.uri)), self.root)
+            return Snapshot(self._open(), self.root, self.ann)
         except Exception as exc:  # lance raises ValueError/OSError on a damaged folder
+            if self.location.remote:
+                raise self.location.failed("open", exc) from exc
             raise StoreError(f"cannot open index table '{self.table_name}' at {self.root}: {exc}; run: rag index --rebuild PATH") from exc
 
     def published(self) -> Snapshot:
@@ -72,7 +94,7 @@ class Store:
         latest = self.latest()
         try:
             if PUBLISHED in latest.dataset.tags.list():
-                return Snapshot(latest.dataset.checkout_version(PUBLISHED), self.root)
+                return Snapshot(latest.dataset.checkout_version(PUBLISHED), self.root, self.ann)
         except Exception as exc:  # a tag pointing at a version that is gone
             raise damaged(self.root, exc) from exc
         return latest
@@ -85,9 +107,8 @@ class Store:
 
     def meta(self) -> dict[str, Any]:
         try:
-            return dict(json.loads(self.meta_path.read_text(encoding="utf-8")))
-        except FileNotFoundError:
-            return {}
+            text = self.location.read_text(f"{self.name}.meta.json")
+            return dict(json.loads(text)) if text is not None else {}
         except (OSError, ValueError) as exc:
             raise StoreError(f"index metadata {self.meta_path} is unreadable ({exc}); delete {self.root} and run rag index again") from exc
 
@@ -116,10 +137,7 @@ class Store:
     # ------------------------------------------------------------------ writing (hold the writer lock)
 
     def write_meta(self, meta: dict[str, Any]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.meta_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.meta_path)
+        self.location.write_text(f"{self.name}.meta.json", json.dumps(meta, indent=2, sort_keys=True))
 
     def create(self, dim: int, meta: dict[str, Any]) -> None:
         """An empty table for ``dim``-sized vectors; a table without meta is a leftover of a killed creation."""
@@ -130,12 +148,22 @@ class Store:
             self.check_embedding(meta["embedding"])
             return
         self.root.mkdir(parents=True, exist_ok=True)
-        lance.write_dataset(pa.Table.from_pylist([], schema=schema(dim)), str(self.uri), mode="overwrite")
-        self.write_meta({**meta, "created": time.time()})
+        keyed = schema(dim)
+        keyed = keyed.set(keyed.get_field_index("id"), keyed.field("id").with_nullable(False).with_metadata(PRIMARY_KEY))
+        # A local table without meta is a leftover of a killed creation: overwrite it. In an object store it may be
+        # another machine's writer's, created a moment ago: keep it.
+        mode = "create" if self.location.remote else "overwrite"
+        try:
+            lance.write_dataset(pa.Table.from_pylist([], schema=keyed), self.uri, mode=mode, storage_options=self.location.lance_options())
+        except (OSError, ValueError) as exc:
+            if not (self.location.remote and "already exists" in str(exc).lower()):
+                raise self.location.failed("create", exc) from exc
+        if not (self.location.remote and self.meta()):
+            self.write_meta({**meta, "created": time.time()})
 
     def drop(self) -> None:
-        self.meta_path.unlink(missing_ok=True)
-        shutil.rmtree(self.uri, ignore_errors=True)
+        self.location.remove(f"{self.name}.meta.json")
+        self.location.remove(f"{self.name}.lance")
 
     def replace_sources(self, rows: list[dict[str, Any]], sources: list[str], dim: int) -> None:
         """Make ``sources`` hold exactly ``rows``, in one atomic commit."""
@@ -144,10 +172,10 @@ class Store:
         if not rows:
             self.delete_sources(sources)
             return
-        data = pa.Table.from_pylist(rows, schema=schema(dim))
+        dataset = self.latest().dataset
+        data = pa.Table.from_pylist(rows, schema=dataset.schema)  # the table's own (keyed or not) schema
         (
-            self.latest()
-            .dataset.merge_insert("id")
+            dataset.merge_insert("id")
             .when_matched_update_all()
             .when_not_matched_insert_all()
             .when_not_matched_by_source_delete(sql_in("source", sources))
@@ -164,7 +192,10 @@ class Store:
         ds = self.latest().dataset
         tags = ds.tags.list()
         if PUBLISHED not in tags:
-            ds.tags.create(PUBLISHED, ds.version)
+            try:
+                ds.tags.create(PUBLISHED, ds.version)
+            except Exception:  # another machine's writer created it since we looked (an object store has no lock)
+                ds.tags.update(PUBLISHED, ds.version)
         elif tags[PUBLISHED]["version"] != ds.version:
             ds.tags.update(PUBLISHED, ds.version)
         return int(ds.version)

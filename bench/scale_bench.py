@@ -1,0 +1,263 @@
+"""ANN against exact dense search at 100k and 1M chunks: build time, peak RSS, query p50/p95, recall@10.
+
+    python bench/scale_bench.py                        # synthetic clustered vectors, 100k
+    nice -n 10 python bench/scale_bench.py --rows 1000000
+    python bench/scale_bench.py --real /tmp/x/.rag     # a real index's vectors, repeated with perturbation
+    python bench/scale_bench.py --ray-docs /work/corpus/pkgdocs   # plain rag index against --ray on 1 and 2 workers
+
+Tables are written with rag's own schema and read through rag's Snapshot, so "exact" is what rag does without an
+index (one matrix product in memory up to FLAT_MAX_ROWS, a Lance scan past it) and "ann" is what it does with one
+(rag.store.ann, the query knobs of the profile). Ground truth is exact cosine top-10 by numpy. The index build
+runs in a child process so its peak RSS is its own. Latencies are wall times on a shared machine: compare the
+two columns of one run, not runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("LANCE_LOG", "error")
+
+DIM = 384
+WHERE = "source LIKE '/docs/f1%'"  # about a tenth of the sources: a filter the prefilter must honour
+
+
+def clustered(rows: int, clusters: int = 2000, spread: float = 0.35, seed: int = 0) -> np.ndarray:
+    """Unit vectors around ``clusters`` random centres: the shape of chunk embeddings (topics), unlike uniform noise."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, DIM)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    out = np.empty((rows, DIM), dtype=np.float32)
+    for start in range(0, rows, 100_000):
+        n = min(100_000, rows - start)
+        block = centres[rng.integers(0, clusters, n)] + spread / np.sqrt(DIM) * rng.standard_normal((n, DIM)).astype(np.float32) * 3
+        out[start : start + n] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return out
+
+
+def repeated(store: Path, rows: int, noise: float = 0.02, seed: int = 0) -> np.ndarray:
+    """A real index's vectors repeated to ``rows``, each copy perturbed (so no two are equal) and renormalised."""
+    import lance
+
+    table = next(p for p in store.glob("*.lance"))
+    column = lance.dataset(str(table)).to_table(columns=["vector"]).column("vector").combine_chunks()
+    base = column.values.to_numpy().reshape(len(column), -1).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    out = base[rng.integers(0, len(base), rows)] + noise * rng.standard_normal((rows, base.shape[1])).astype(np.float32)
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def queries_like(vectors: np.ndarray, n: int, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    q = vectors[rng.integers(0, len(vectors), n)] + 0.05 * rng.standard_normal((n, vectors.shape[1])).astype(np.float32)
+    return q / np.linalg.norm(q, axis=1, keepdims=True)
+
+
+def write_table(vectors: np.ndarray, folder: Path) -> str:
+    """A chunk table with rag's schema (short dummy text) and the meta a Store needs."""
+    import lance
+    import pyarrow as pa
+
+    from rag.store.schema import schema
+
+    dim = vectors.shape[1]
+    uri = str(folder / "chunks.lance")
+
+    def batches():  # type: ignore[no-untyped-def]
+        for start in range(0, len(vectors), 50_000):
+            n = min(50_000, len(vectors) - start)
+            ids = [f"c{start + i}" for i in range(n)]
+            text = pa.array([f"chunk {start + i}" for i in range(n)])
+            cols = {
+                "id": pa.array(ids),
+                "source": pa.array([f"/docs/f{(start + i) // 20}.md" for i in range(n)]),
+                "title": text,
+                "heading": text,
+                "text": text,
+                "body": text,
+                "start": pa.array(np.zeros(n, dtype=np.int64)),
+                "end": pa.array(np.zeros(n, dtype=np.int64)),
+                "tokens": pa.array(np.zeros(n, dtype=np.int32)),
+                "ordinal": pa.array(np.zeros(n, dtype=np.int32)),
+                "sha256": text,
+                "kind": pa.array(["markdown"] * n),
+                "file_mtime": pa.array(np.zeros(n)),
+                "file_size": pa.array(np.zeros(n, dtype=np.int64)),
+                "file_sha256": text,
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors[start : start + n].ravel()), dim),
+            }
+            yield pa.RecordBatch.from_pydict(cols, schema=schema(dim))
+
+    lance.write_dataset(pa.RecordBatchReader.from_batches(schema(dim), batches()), uri, max_rows_per_file=1 << 20)
+    (folder / "chunks.meta.json").write_text(json.dumps({"embedding": {"model": "bench", "dimensions": dim}}))
+    return uri
+
+
+def build_child(folder: str, kind: str) -> None:
+    """In a child process: build the index as maintenance does; print seconds and this process's peak RSS."""
+    import lance
+
+    from rag.store import ann
+
+    ds = lance.dataset(str(Path(folder) / "chunks.lance"))
+    record = ann.build(ds, ann.AnnSettings(kind=kind, min_rows=1))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({**record, "peak_rss_mb": round(peak_mb)}))
+
+
+def timed(search, queries: np.ndarray) -> tuple[list[list[str]], list[float]]:  # type: ignore[no-untyped-def]
+    ids, lat = [], []
+    for q in queries:
+        t0 = time.perf_counter()
+        hits = search(q)
+        lat.append(time.perf_counter() - t0)
+        ids.append([h.id for h in hits])
+    return ids, lat
+
+
+def pct(lat: list[float], p: float) -> float:
+    return float(np.percentile(lat, p) * 1000)
+
+
+def recall(found: list[list[str]], truth: np.ndarray) -> float:
+    return float(np.mean([len({f"c{i}" for i in t} & set(f)) / len(t) for f, t in zip(found, truth, strict=True)]))
+
+
+def run(
+    vectors: np.ndarray, label: str, kinds: list[str], n_queries: int, knobs: list[tuple[int, int, int]], skip_exact: bool = False
+) -> None:
+    from rag.store import Store
+    from rag.store.ann import AnnSettings
+
+    rows = len(vectors)
+    queries = queries_like(vectors, n_queries)
+    truth = np.vstack([np.argsort(-(vectors @ q))[:10] for q in queries])  # exact cosine top-10 (unit vectors)
+    with tempfile.TemporaryDirectory(prefix="rag-scale-") as tmp:
+        folder = Path(tmp)
+        t0 = time.perf_counter()
+        write_table(vectors, folder)
+        print(f"\n{label}: {rows:,} × {vectors.shape[1]}  (table written in {time.perf_counter() - t0:.1f} s)")
+        exact = Store(folder, "chunks", AnnSettings(mode="off")).latest()
+        if skip_exact:
+            kinds_only(folder, kinds, queries, truth, knobs)
+            return
+        cold = time.perf_counter()
+        exact.nearest_many(queries[:1], 10)
+        cold_ms = (time.perf_counter() - cold) * 1000
+        sample = queries if rows <= 250_000 else queries[:20]  # past FLAT_MAX_ROWS exact is a Lance scan: ~1 s a query
+        found, lat = timed(lambda q: exact.nearest_many(q[None, :], 10)[0], sample)
+        print(
+            f"  exact   first query {cold_ms:7.0f} ms (loads the vectors) · p50 {pct(lat, 50):6.1f} ms · p95 {pct(lat, 95):6.1f} ms"
+            f" · recall@10 {recall(found, truth[: len(sample)]):.3f}"
+        )
+        kinds_only(folder, kinds, queries, truth, knobs)
+
+
+def kinds_only(folder: Path, kinds: list[str], queries: np.ndarray, truth: np.ndarray, knobs: list[tuple[int, int, int]]) -> None:
+    """Build each kind of index in a child process, then time and score the query knobs on it."""
+    from rag.store import Store
+    from rag.store.ann import AnnSettings
+
+    for kind in kinds:
+        child = subprocess.run([sys.executable, __file__, "--build-child", str(folder), kind], capture_output=True, text=True, check=True)
+        built = json.loads(child.stdout.strip().splitlines()[-1])
+        print(f"  {kind}: built in {built['build_seconds']:.1f} s · peak RSS {built['peak_rss_mb']:,} MB")
+        for nprobes, refine, ef in knobs:
+            settings = AnnSettings(kind=kind, min_rows=1, nprobes=nprobes, refine_factor=refine, ef=ef)
+            snap = Store(folder, "chunks", settings).latest()
+            found, lat = timed(lambda q, s=snap: s.nearest_many(q[None, :], 10)[0], queries)
+            print(
+                f"    nprobes {nprobes:>3} refine {refine:>2} ef {ef:>3}: p50 {pct(lat, 50):6.1f} ms · p95 {pct(lat, 95):6.1f} ms"
+                f" · recall@10 {recall(found, truth):.3f}"
+            )
+        snap = Store(folder, "chunks", AnnSettings(kind=kind, min_rows=1)).latest()
+        found, lat = timed(lambda q, s=snap: s.nearest_many(q[None, :], 10, WHERE)[0], queries[:20])
+        ref, _ = timed(lambda q, s=snap: s.exact_nearest(q, 10, WHERE), queries[:20])
+        agree = np.mean([len(set(a) & set(b)) / max(1, len(b)) for a, b in zip(found, ref, strict=True)])
+        print(f'    with --where "{WHERE}": p50 {pct(lat, 50):6.1f} ms · recall@10 against exact with the same filter {agree:.3f}')
+        import lance
+
+        ds = lance.dataset(str(folder / "chunks.lance"))
+        for index in ds.describe_indices():
+            ds.drop_index(index.name)
+
+
+def ray_bench(docs: Path, files: int) -> None:
+    """docs/s of plain rag index, of rag index --ray on 1 worker and on 2 (a local cluster), each on a fresh store and
+    cache: Ray's overhead is the gap between the first two, its scaling the gap between the last two."""
+    import shutil
+
+    import ray
+
+    from rag.distributed import index_paths_ray
+    from rag.indexer import index_paths
+    from rag.profile import load_profile
+
+    with tempfile.TemporaryDirectory(prefix="rag-ray-bench-") as tmp:
+        corpus = Path(tmp) / "docs"
+        picked = sorted(p for p in docs.rglob("*") if p.suffix in (".rst", ".md", ".txt") and p.is_file())[:files]
+        for p in picked:
+            target = corpus / p.relative_to(docs)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(p, target)
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        results = {}
+        for label, run in (
+            ("plain rag index", lambda prof: index_paths(prof, [corpus])),
+            ("--ray, 1 worker", lambda prof: index_paths_ray(prof, [corpus], workers=1)),
+            ("--ray, 2 workers", lambda prof: index_paths_ray(prof, [corpus], workers=2)),
+        ):
+            store = Path(tmp) / "store"
+            shutil.rmtree(store, ignore_errors=True)
+            os.environ["RAG_STORE"] = str(store)
+            t0 = time.perf_counter()
+            report = run(load_profile(None))
+            seconds = time.perf_counter() - t0
+            results[label] = seconds
+            print(
+                f"  {label:<17} {len(picked)} files, {report.chunks_total:,} chunks in {seconds:6.1f} s: {len(picked) / seconds:5.2f} docs/s"
+            )
+        ray.shutdown()
+        base = results["plain rag index"]
+        print(
+            f"  --ray overhead on 1 worker: {results['--ray, 1 worker'] / base:.2f}x plain; 2 workers vs 1: {results['--ray, 1 worker'] / results['--ray, 2 workers']:.2f}x"
+        )
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--build-child":
+        build_child(sys.argv[2], sys.argv[3])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000])
+    parser.add_argument("--kinds", nargs="+", default=["IVF_HNSW_SQ", "IVF_PQ"])
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--real", type=Path, help="a rag store folder whose vectors are repeated with perturbation")
+    parser.add_argument("--knobs", default="20,5,100;10,1,50;40,10,150", help="nprobes,refine,ef;... to try")
+    parser.add_argument("--ray-docs", type=Path, help="instead: index this folder plainly, then with --ray on 1 and 2 workers")
+    parser.add_argument("--ray-files", type=int, default=80)
+    parser.add_argument("--skip-exact", action="store_true", help="time only the ANN searches (exact at 1M: seconds a query)")
+    args = parser.parse_args()
+    if args.ray_docs:
+        ray_bench(args.ray_docs, args.ray_files)
+        return
+    knobs = [tuple(int(x) for x in k.split(",")) for k in args.knobs.split(";")]
+    for rows in args.rows:
+        if args.real:
+            run(repeated(args.real, rows), f"real vectors of {args.real} repeated", args.kinds, args.queries, knobs)  # type: ignore[arg-type]
+        else:
+            run(clustered(rows), "synthetic clustered", args.kinds, args.queries, knobs, args.skip_exact)  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    main()

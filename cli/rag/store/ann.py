@@ -1,0 +1,158 @@
+"""Approximate nearest-neighbour search for big tables: when to build Lance's vector index, how to keep it, how to query it.
+
+Below :attr:`AnnSettings.min_rows` dense search is exact (one matrix product in memory, or a Lance scan with a
+filter). Past it, maintenance builds a Lance vector index on the ``vector`` column and every dense query uses it,
+prefiltered by ``--where`` when there is one. ``bench/scale_bench.py`` measured where that pays and which query
+settings hold recall@10 >= 0.95 against exact search (docs/scale.md has the numbers).
+
+Keeping it current: rows added since training are folded into the index by ``optimize_indices`` (no retraining;
+rows not yet folded in are still searched, exactly, by Lance). The centroids are trained once; when the table
+has grown :data:`RETRAIN_GROWTH` times past the rows they were trained on, the index is trained again. When it
+was trained is recorded in the meta (``ann``) and shown by ``rag status``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+VECTOR_COLUMN = "vector"
+INDEX_TYPES = ("IVF_HNSW_SQ", "IVF_PQ")
+RETRAIN_GROWTH = 2.0  # retrain once the table holds this many times the rows the index was trained on
+HNSW_PARTITION_ROWS = 100_000  # rows per IVF partition under HNSW: few partitions, each graph searched whole
+PQ_PARTITION_ROWS = 4_096  # rows per IVF partition under PQ (sqrt-ish at a million rows)
+
+
+@dataclass(frozen=True)
+class AnnSettings:
+    """How big tables are searched (the profile's ``index.ann``)."""
+
+    mode: str = "auto"  # auto: an index past min_rows; off: always exact
+    kind: str = "IVF_HNSW_SQ"
+    min_rows: int = 100_000
+    nprobes: int = 20
+    refine_factor: int = 5  # re-rank refine_factor * k candidates by their exact cosine
+    ef: int = 100  # HNSW candidate list per partition
+
+    def wants_index(self, rows: int) -> bool:
+        return self.mode != "off" and rows >= self.min_rows
+
+    def query(self) -> dict[str, Any]:
+        """The knobs Lance's ``nearest`` takes for an indexed search."""
+        return {"nprobes": self.nprobes, "refine_factor": self.refine_factor, "ef": self.ef}
+
+
+def find_index(dataset: Any) -> dict[str, Any] | None:
+    """The vector index of this version (name, type) from its manifest alone: what every dense query asks, so it
+    reads nothing else (a reader may hold a version whose index files' older manifests were cleaned up)."""
+    import warnings
+
+    with warnings.catch_warnings():  # deprecated in favour of describe_indices, which is what reads too much here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        indices = dataset.list_indices()
+    for index in indices:
+        if VECTOR_COLUMN in index.get("fields", []) and str(index.get("type", "")).startswith("IVF"):
+            return {"name": index["name"], "type": index["type"]}
+    return None
+
+
+def vector_index(dataset: Any) -> dict[str, Any] | None:
+    """The vector index of this version: type, partitions, rows in and out of it, when it was last updated."""
+    for index in dataset.describe_indices():
+        if VECTOR_COLUMN in index.field_names:
+            stats = dataset.stats.index_stats(index.name)
+            segments = stats.get("segments") or [{}]
+            return {
+                "name": index.name,
+                "type": stats.get("index_type"),
+                "partitions": segments[0].get("num_partitions"),
+                "indexed_rows": int(stats.get("num_indexed_rows", 0)),
+                "unindexed_rows": int(stats.get("num_unindexed_rows", 0)),
+                "updated_at": (stats.get("updated_at_timestamp_ms") or 0) / 1000 or None,
+            }
+    return None
+
+
+def needed(dataset: Any, settings: AnnSettings, trained: dict[str, Any] | None) -> str | None:
+    """What the vector index needs now: ``build``, ``retrain``, ``update``, ``drop`` or nothing."""
+    rows = int(dataset.count_rows())
+    index = vector_index(dataset)
+    if not settings.wants_index(rows):
+        return "drop" if index is not None and settings.mode == "off" else None
+    if index is None or index["type"] != settings.kind:
+        return "build"
+    trained_rows = int((trained or {}).get("trained_rows") or index["indexed_rows"] or 1)
+    if rows >= trained_rows * RETRAIN_GROWTH:
+        return "retrain"
+    return "update" if index["unindexed_rows"] else None
+
+
+def partitions(kind: str, rows: int) -> int:
+    per = HNSW_PARTITION_ROWS if kind == "IVF_HNSW_SQ" else PQ_PARTITION_ROWS
+    return max(1, math.ceil(rows / per))
+
+
+def build(dataset: Any, settings: AnnSettings) -> dict[str, Any]:
+    """Train and write the vector index over every row; returns what the meta records."""
+    rows = int(dataset.count_rows())
+    extra: dict[str, Any] = {}
+    if settings.kind == "IVF_PQ":
+        dim = int(dataset.schema.field(VECTOR_COLUMN).type.list_size)
+        extra["num_sub_vectors"] = next(s for s in (48, 32, 24, 16, 8, 4, 2, 1) if dim % s == 0)  # 8 dims per code or more
+    started = time.perf_counter()
+    dataset.create_index(
+        VECTOR_COLUMN, settings.kind, metric="cosine", num_partitions=partitions(settings.kind, rows), replace=True, **extra
+    )
+    return {
+        "type": settings.kind,
+        "trained_rows": rows,
+        "trained_at": time.time(),
+        "build_seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def update(dataset: Any) -> None:
+    """Fold rows added since the last build into the index (same centroids)."""
+    dataset.optimize.optimize_indices()
+
+
+def drop(dataset: Any) -> None:
+    index = vector_index(dataset)
+    if index is not None:
+        dataset.drop_index(index["name"])
+
+
+def recall_at_k(snapshot: Any, k: int = 10, samples: int = 100, seed: int = 0) -> dict[str, Any]:
+    """Recall@k of the indexed search against exact search, over ``samples`` of the table's own vectors as queries.
+
+    Stored vectors are what real queries look like to the index (same model, same corpus); the query row itself
+    is in both answers, which both searches find, so it is left out of the comparison.
+    """
+    count = snapshot.count()
+    rng = np.random.default_rng(seed)
+    offsets = sorted(rng.choice(count, size=min(samples, count), replace=False).tolist()) if count else []
+    rows = snapshot.dataset.take(offsets, columns=["id", VECTOR_COLUMN]).to_pylist()
+    recalls = []
+    for r in rows:
+        vector = np.asarray(r[VECTOR_COLUMN], dtype=np.float32)
+        approx = [h.id for h in snapshot.nearest_many(vector[None, :], k + 1)[0] if h.id != r["id"]][:k]
+        exact = [h.id for h in snapshot.exact_nearest(vector, k + 1) if h.id != r["id"]][:k]
+        if exact:
+            recalls.append(len(set(approx) & set(exact)) / len(exact))
+    return {"k": k, "queries": len(recalls), "recall": round(float(np.mean(recalls)), 4) if recalls else None}
+
+
+def describe_ann(info: dict[str, Any]) -> str:
+    """``rag status``'s line for dense search (``info`` from :func:`rag.status.ann_status`)."""
+    if info["type"] == "exact":
+        limit = f"; an ANN index from {info['min_rows']:,} chunks" if info.get("min_rows") else "; ANN off (index.ann.mode)"
+        return f"exact{limit}"
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(info["trained_at"])) if info.get("trained_at") else "?"
+    rows = f" on {info['trained_rows']:,} rows" if info.get("trained_rows") else ""
+    pending = f"; {info['unindexed_rows']:,} new rows searched exactly until the next rag index" if info.get("unindexed_rows") else ""
+    q = info.get("query") or {}
+    return f"{info['type']} ({info.get('partitions')} partitions), trained {when}{rows}; nprobes {q.get('nprobes')}, refine {q.get('refine_factor')}{pending}"

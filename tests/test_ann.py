@@ -1,0 +1,61 @@
+"""ANN past index.ann.min_rows: built by rag index, kept current, retrained on growth, used by queries (also with
+--where), shown by rag status, measured by rag eval --ann-recall. A small table with a low threshold stands in for
+a big one: the code paths are the same, only min_rows differs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.clirun import rag, write
+
+TOPICS = ["volcanoes", "glaciers", "tides", "deserts", "comets", "auroras", "geysers", "lagoons", "monsoons", "caves"]
+
+
+def notes(docs: Path, start: int, count: int) -> None:
+    for i in range(start, start + count):
+        topic = TOPICS[i % len(TOPICS)]
+        body = "\n\n".join(f"Note {j} about {topic} at station {i}: reading {i * 13 + j} in the field log." for j in range(6))
+        write(docs / f"{topic}-{i:02d}.md", f"# {topic.title()} station {i}\n\n{body}\n")
+
+
+def test_index_builds_keeps_and_retrains_the_ann_index(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    notes(docs, 0, 10)
+    write(tmp_path / "rag.yaml", "chunking:\n  max_tokens: 32\n  overlap: 0\nindex:\n  ann:\n    min_rows: 30\n")
+    first = rag("index", "docs", "--json", cwd=tmp_path).json()
+    assert first["chunks_total"] >= 30 and first["maintenance"]["ann"] == "build"
+    status = rag("status", "--json", cwd=tmp_path).json()["ann"]
+    assert status["type"] == "IVF_HNSW_SQ" and status["trained_rows"] == first["chunks_total"] and status["unindexed_rows"] == 0
+    assert "IVF_HNSW_SQ" in rag("status", cwd=tmp_path).out
+
+    # Under the index a filter still gives exact search's top-k among the rows it lets through.
+    where = "source LIKE '%glaciers%'"
+    hits = rag("query", "reading in the field log", "--mode", "dense", "--where", where, "-k", "5", "--json", cwd=tmp_path).json()["hits"]
+    assert len(hits) == 5 and all("glaciers" in h["source"] for h in hits)
+    recall = rag("eval", "--ann-recall", "--json", "--min", "recall@10=0.95", cwd=tmp_path)
+    assert recall.code == 0, recall.err
+    assert recall.json()["type"] == "IVF_HNSW_SQ" and recall.json()["recall"] >= 0.95
+
+    # A few new files: folded into the index, no retraining.
+    notes(docs, 10, 2)
+    second = rag("index", "docs", "--json", cwd=tmp_path).json()
+    assert second["maintenance"]["ann"] in ("update", None)  # None: the full-text step's optimize_indices folded them in
+    after = rag("status", "--json", cwd=tmp_path).json()["ann"]
+    assert after["unindexed_rows"] == 0 and after["trained_rows"] == status["trained_rows"]
+
+    # Grown past twice the rows it was trained on: trained again.
+    notes(docs, 12, 14)
+    third = rag("index", "docs", "--json", cwd=tmp_path).json()
+    assert third["maintenance"]["ann"] == "retrain"
+    assert rag("status", "--json", cwd=tmp_path).json()["ann"]["trained_rows"] == third["chunks_total"]
+
+
+def test_below_the_threshold_and_when_off_search_stays_exact(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    notes(docs, 0, 3)
+    write(tmp_path / "rag.yaml", "index:\n  ann:\n    mode: 'off'\n    min_rows: 1\n")
+    assert rag("index", "docs", cwd=tmp_path).code == 0
+    status = rag("status", "--json", cwd=tmp_path).json()["ann"]
+    assert status["type"] == "exact"
+    assert "exact; ANN off" in rag("status", cwd=tmp_path).out
+    assert rag("eval", "--ann-recall", "--json", cwd=tmp_path).json() == {"type": "exact", "k": 10, "queries": 3, "recall": 1.0}
