@@ -249,6 +249,9 @@ def test_shown_score_follows_the_stage_that_ordered_the_hits() -> None:
     assert shown_score({"dense": 0.6, "hybrid": fused["b"]}, 60) == pytest.approx(61 / 62 / 2)  # second for one only
     assert shown_score({"dense": 0.6, "hybrid": fused["b"], "rerank": 0.12}, 60) == 0.12  # reranked: its score
     assert shown_score({"dense": 0.42}, 60) == 0.42 and shown_score({"fts": 7.5}, 60) == 7.5
+    from rag.profile import RetrievalConfig
+
+    assert shown_score({"dense": 0.6, "hybrid": 1.25}, RetrievalConfig()) == 1.25  # zscore fusion: the fused z as it is
 
 
 def test_merge_sources_keeps_rank_order_numbers_and_first_score() -> None:

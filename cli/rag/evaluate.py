@@ -248,6 +248,7 @@ def evaluate(
             "ks": ks,
             "embedding": profile.embedding.model,
             "chunking": {"max_tokens": profile.chunking.max_tokens, "overlap": profile.chunking.overlap},
+            "retrieval": _retrieval_config(profile),
             "reranker": reranker.ref if reranker else None,
             "rerank_depth": rerank_depth if reranker else None,
             "retrieval_depth_chunks": depth * CHUNKS_PER_DOC,
@@ -259,6 +260,11 @@ def evaluate(
         answers=answers,
         seconds={"index": indexed - started, "queries": queried - indexed, "answers": finished - queried, "total": finished - started},
     )
+
+
+def _retrieval_config(profile: Profile) -> dict[str, Any]:
+    r = profile.retrieval
+    return {"fusion": r.fusion, "weights": r.weights, "rrf_k": r.rrf_k, "candidates": r.candidates, "aggregate": r.aggregate}
 
 
 def _best_chunks(hits: list[Hit]) -> list[Hit]:

@@ -23,6 +23,8 @@ from rag.errors import ConfigError
 
 PROVIDER_KINDS = ("local", "openai", "cohere", "jina", "vllm", "infinity", "tei")
 RETRIEVAL_MODES = ("hybrid", "dense", "fts")
+FUSIONS = ("zscore", "rrf")  # rag.fusion
+AGGREGATES = ("chunk", "section", "document")
 PROFILE_NAME = "rag.yaml"
 STORE_DIR = ".rag"
 STORE_ENV = "RAG_STORE"  # also set by the root option --store
@@ -115,6 +117,11 @@ class RetrievalConfig:
     top_k: int = 10
     rrf_k: int = 60
     candidates: int = 50
+    # How hybrid fuses dense and full text (rag.fusion): zscore (measured best on SciFact train) or rrf.
+    fusion: str = "zscore"
+    weights: dict[str, float] = field(default_factory=dict)  # per retriever (dense, fts); 1 when absent
+    # Fuse chunks, or sections / documents scored by their best chunk (each keeps that chunk for citations).
+    aggregate: str = "chunk"
 
 
 @dataclass
@@ -546,6 +553,10 @@ def _check(p: Profile) -> None:
         (p.retrieval.top_k >= 1, "retrieval.top_k", "must be at least 1"),
         (p.retrieval.rrf_k >= 1, "retrieval.rrf_k", "must be at least 1"),
         (p.retrieval.candidates >= 1, "retrieval.candidates", "must be at least 1"),
+        (p.retrieval.fusion in FUSIONS, "retrieval.fusion", f"must be one of {', '.join(FUSIONS)}"),
+        (set(p.retrieval.weights) <= {"dense", "fts"}, "retrieval.weights", "takes the keys dense and fts"),
+        (all(w >= 0 for w in p.retrieval.weights.values()), "retrieval.weights", "must be at least 0"),
+        (p.retrieval.aggregate in AGGREGATES, "retrieval.aggregate", f"must be one of {', '.join(AGGREGATES)}"),
         (p.ask.top_k >= 1, "ask.top_k", "must be at least 1"),
         (p.ask.top_n >= 1, "ask.top_n", "must be at least 1"),
         (p.rerank.top_n >= 1, "rerank.top_n", "must be at least 1"),

@@ -8,7 +8,10 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rag.profile import RetrievalConfig
 
 
 def display_path(source: str) -> str:
@@ -128,6 +131,7 @@ def index_summary(report: Mapping[str, Any]) -> str:
 SCORE_LEGEND = {
     "rerank": "score: the reranker's relevance",
     "hybrid": "score: fused ranks, 1.00 = first by dense and by full text; --json has each",
+    "zscore": "score: fused, standard deviations above this query's candidates by dense and full text; --json has each",
     "dense": "score: cosine similarity to the query",
     "fts": "score: BM25 full-text relevance (comparable within one query only)",
 }
@@ -141,18 +145,28 @@ def score_kind(scores: Mapping[str, float]) -> str:
     return "dense"
 
 
-def shown_score(scores: Mapping[str, float], rrf_k: int) -> float:
+def shown_score(scores: Mapping[str, float], retrieval: RetrievalConfig | int) -> float:
     """The score shown beside a hit: the one that ordered the list, so it never rises going down it.
 
-    Hybrid retrieval orders by reciprocal rank fusion, sum over retrievers of 1 / (rrf_k + rank); shown
-    divided by its best possible value, 2 / (rrf_k + 1), so 1.00 means ranked first by both dense and
-    full-text search and 0.50 first by one and not found by the other. A raw RRF value (0.0315) means
-    nothing to a person. Reranked hits show the reranker's score; dense the cosine; fts the BM25 score.
-    ``--json`` keeps every retriever's score and rank.
+    Hybrid with ``zscore`` fusion shows the fused z-score as it is (standard deviations above the query's
+    candidates). With ``rrf`` (or a bare ``rrf_k``) it orders by reciprocal rank fusion, sum over retrievers
+    of 1 / (rrf_k + rank); shown divided by its best possible value, 2 / (rrf_k + 1), so 1.00 means ranked
+    first by both dense and full-text search and 0.50 first by one and not found by the other. A raw RRF
+    value (0.0315) means nothing to a person. Reranked hits show the reranker's score; dense the cosine;
+    fts the BM25 score. ``--json`` keeps every retriever's score and rank.
     """
     kind = score_kind(scores)
     value = scores.get(kind, 0.0)
-    return value * (rrf_k + 1) / 2 if kind == "hybrid" else value
+    if kind != "hybrid" or (not isinstance(retrieval, int) and retrieval.fusion == "zscore"):
+        return value
+    rrf_k = retrieval if isinstance(retrieval, int) else retrieval.rrf_k
+    return value * (rrf_k + 1) / 2
+
+
+def score_legend(scores: Mapping[str, float], retrieval: RetrievalConfig) -> str:
+    """The line under a list of hits saying what its scores are."""
+    kind = score_kind(scores)
+    return SCORE_LEGEND["zscore" if kind == "hybrid" and retrieval.fusion == "zscore" else kind]
 
 
 def score_text(value: float) -> str:

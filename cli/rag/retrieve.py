@@ -1,4 +1,4 @@
-"""Retrieve chunks: dense (cosine), full-text (LanceDB native BM25), or hybrid (RRF of both).
+"""Retrieve chunks: dense (cosine), full-text (LanceDB native BM25), or hybrid (both fused, :mod:`rag.fusion`).
 
 A :class:`Retriever` opens the published version of the table and loads the
 model once, so batch queries (``rag query -``, ``rag eval``) pay for them
@@ -16,8 +16,8 @@ from rag import threads
 from rag.documents import Hit
 from rag.embed import EmbedService, embedding_record
 from rag.errors import ModelMismatchError, UsageError
-from rag.fusion import rrf
-from rag.profile import RETRIEVAL_MODES, Profile
+from rag.fusion import best_per_group, rrf, zscore
+from rag.profile import RETRIEVAL_MODES, Profile, RetrievalConfig
 from rag.providers import make_embedder
 from rag.providers.base import Embedder, Usage, Vectors
 from rag.store import Snapshot, Store, open_store
@@ -87,21 +87,7 @@ class Retriever:
         return [self._hybrid(d, f, v, top_k) for d, f, v in zip(dense, fts, vectors, strict=True)]
 
     def _hybrid(self, dense: list[Hit], fts: list[Hit], vector: Vectors, top_k: int) -> list[Hit]:
-        by_id = {h.id: h for h in fts}
-        for h in dense:
-            if h.id in by_id:
-                by_id[h.id].ranks.update(h.ranks)
-                by_id[h.id].scores.update(h.scores)
-            else:
-                by_id[h.id] = h
-        fused = rrf({"dense": [h.id for h in dense], "fts": [h.id for h in fts]}, k=self.profile.retrieval.rrf_k)
-        hits = []
-        for rank, (chunk_id, score) in enumerate(fused[:top_k], start=1):
-            hit = by_id[chunk_id]
-            hit.score = score
-            hit.ranks["hybrid"] = rank
-            hit.scores["hybrid"] = score
-            hits.append(hit)
+        hits = fuse_hits(dense, fts, self.profile.retrieval)[:top_k]
         self._fill_cosine([h for h in hits if "dense" not in h.scores], vector)
         return hits
 
@@ -130,6 +116,49 @@ class Retriever:
                 f"{self.snapshot.vector_size}; did the model behind it change? Re-index with: rag index --rebuild PATH"
             )
         return vectors
+
+
+def fuse_hits(dense: list[Hit], fts: list[Hit], config: RetrievalConfig) -> list[Hit]:
+    """Dense and full-text hits of one query fused as ``config`` says, best first, with ``scores/ranks["hybrid"]``.
+
+    A chunk found by both keeps both retrievers' scores and ranks. With ``aggregate`` at section or document
+    level, the units that compete are sections or files, each scored per retriever by its best chunk; each
+    returns as its best chunk by the same fusion, so a citation still points at a passage.
+    """
+    by_id = {h.id: h for h in fts}
+    for h in dense:
+        if h.id in by_id:
+            by_id[h.id].ranks.update(h.ranks)
+            by_id[h.id].scores.update(h.scores)
+        else:
+            by_id[h.id] = h
+    rankings = {"dense": [(h.id, h.scores["dense"]) for h in dense], "fts": [(h.id, h.scores["fts"]) for h in fts]}
+    fused = _fuse(rankings, config)
+    if config.aggregate != "chunk":
+        group = {i: _group(h, config.aggregate) for i, h in by_id.items()}
+        best: dict[str, str] = {}
+        for chunk_id, _ in fused:  # each group's best chunk by the chunk-level fusion
+            best.setdefault(group[chunk_id], chunk_id)
+        grouped = _fuse({name: best_per_group(ranked, group) for name, ranked in rankings.items()}, config)
+        fused = [(best[key], score) for key, score in grouped]
+    hits = []
+    for rank, (chunk_id, score) in enumerate(fused, start=1):
+        hit = by_id[chunk_id]
+        hit.score = hit.scores["hybrid"] = score
+        hit.ranks["hybrid"] = rank
+        hits.append(hit)
+    return hits
+
+
+def _fuse(rankings: dict[str, list[tuple[str, float]]], config: RetrievalConfig) -> list[tuple[str, float]]:
+    weights = config.weights or None
+    if config.fusion == "rrf":
+        return rrf({name: [i for i, _ in ranked] for name, ranked in rankings.items()}, k=config.rrf_k, weights=weights)
+    return zscore(rankings, weights)
+
+
+def _group(hit: Hit, level: str) -> str:
+    return hit.source if level == "document" else f"{hit.source}\x00{hit.heading}"
 
 
 def validate_options(mode: str | None, top_k: int | None) -> None:

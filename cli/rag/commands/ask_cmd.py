@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from rag.answer import AskResult
+    from rag.profile import RetrievalConfig
 
 
 def command(
@@ -119,12 +120,12 @@ def _answer_on_terminal(asker: Any, question: str, settings: Any) -> AskResult:
     if result.invalid:
         listed = " ".join(f"[{n}]" for n in result.invalid)
         warn(f"removed citations {listed} from the answer: they name no source that was given (sources are 1-{len(result.sources)})")
-    _sources(out, result, asker.profile.retrieval.rrf_k)
+    _sources(out, result, asker.profile.retrieval)
     err.print(_footer(result), style="dim", markup=False, highlight=False)
     return result
 
 
-def _sources(console: Console, result: AskResult, rrf_k: int) -> None:
+def _sources(console: Console, result: AskResult, retrieval: RetrievalConfig) -> None:
     """One line per file and heading, in rank order, with the score that ordered them (see render.shown_score)."""
     from rich.text import Text
 
@@ -133,7 +134,7 @@ def _sources(console: Console, result: AskResult, rrf_k: int) -> None:
     console.print()
     console.print("Sources", style="bold")
     hits = {s.n: s.hit for s in result.sources}
-    entries = [(s.n, place(s.hit.source, s.hit.heading, s.hit.title), shown_score(s.hit.scores, rrf_k)) for s in result.sources]
+    entries = [(s.n, place(s.hit.source, s.hit.heading, s.hit.title), shown_score(s.hit.scores, retrieval)) for s in result.sources]
     for entry in merge_sources(entries):
         numbers = "".join(f"[{n}]" for n in entry.numbers)
         score = f" ({score_text(entry.score)})"

@@ -10,6 +10,7 @@ from rag.commands.common import JsonOption, ProfileOption, emit_json, stdin_batc
 
 if TYPE_CHECKING:
     from rag.documents import Hit
+    from rag.profile import RetrievalConfig
 
 
 def command(
@@ -45,14 +46,14 @@ def command(
     if json_out:
         emit_json({"query": query, "mode": shown_mode, "hits": [h.as_dict() for h in hits], **query_fields(index.retriever, since)})
         return
-    _print_hits(hits, shown_mode, query, index.profile.retrieval.rrf_k)
+    _print_hits(hits, shown_mode, query, index.profile.retrieval)
 
 
-def _print_hits(hits: list[Hit], mode: str, query: str, rrf_k: int) -> None:
+def _print_hits(hits: list[Hit], mode: str, query: str, retrieval: RetrievalConfig) -> None:
     """Rank, score and place on one line, a snippet under it: no column ever breaks a path at 80 columns."""
     from rich.console import Console
 
-    from rag.render import HIT_INDENT, SCORE_LEGEND, hit_lines, place, score_kind, score_text, shown_score
+    from rag.render import HIT_INDENT, hit_lines, place, score_legend, score_text, shown_score
 
     out, err = Console(highlight=False, soft_wrap=True), Console(stderr=True, highlight=False, soft_wrap=True)
     if not hits:
@@ -62,7 +63,7 @@ def _print_hits(hits: list[Hit], mode: str, query: str, rrf_k: int) -> None:
     for rank, hit in enumerate(hits, start=1):
         first, second = hit_lines(
             rank,
-            score_text(shown_score(hit.scores, rrf_k)),
+            score_text(shown_score(hit.scores, retrieval)),
             place(hit.source, hit.heading, hit.title, out.width - HIT_INDENT),
             hit.text,
             out.width,
@@ -70,4 +71,4 @@ def _print_hits(hits: list[Hit], mode: str, query: str, rrf_k: int) -> None:
         out.print(first, markup=False, soft_wrap=True)
         if second:
             out.print(second, style="dim", markup=False, soft_wrap=True)
-    err.print(SCORE_LEGEND[score_kind(hits[0].scores)], style="dim", markup=False)
+    err.print(score_legend(hits[0].scores, retrieval), style="dim", markup=False)
