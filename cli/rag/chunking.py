@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 
 from rag.documents import Chunk, Document, Section
-from rag.tokens import encoding
+from rag.chunk_tokens import counter, is_model_tokenizer
 
 HEADING_SEP = " › "
 _PARAGRAPH = re.compile(r"\n\s*\n")
@@ -29,7 +29,9 @@ class ChunkSettings:
     encoding: str = "cl100k_base"
 
     def as_dict(self) -> dict[str, int | str]:
-        return {"max_tokens": self.max_tokens, "overlap": self.overlap, "encoding": self.encoding, "algorithm": "units-v1"}
+        # v2: chunks in an embedding model's tokens keep room for their title and heading path (rag.chunk_tokens).
+        algorithm = "units-v2-context" if is_model_tokenizer(self.encoding) else "units-v1"
+        return {"max_tokens": self.max_tokens, "overlap": self.overlap, "encoding": self.encoding, "algorithm": algorithm}
 
 
 @dataclass
@@ -50,7 +52,7 @@ def chunk_id(source: str, ordinal: int, content_sha: str) -> str:
 def chunk_document(doc: Document, settings: ChunkSettings) -> list[Chunk]:
     chunks: list[Chunk] = []
     for section in doc.sections:
-        for start, end in _pack(section.text, settings):
+        for start, end in _pack(section.text, _room(doc, section, settings)):
             text = section.text[start:end]
             content_sha = sha256(text)
             ordinal = len(chunks)
@@ -86,7 +88,16 @@ def context_text(title: str, heading: str, text: str) -> str:
 
 
 def count(text: str, encoding_name: str) -> int:
-    return len(encoding(encoding_name).encode(text, disallowed_special=()))
+    return counter(encoding_name).count(text)
+
+
+def _room(doc: Document, section: Section, s: ChunkSettings) -> ChunkSettings:
+    """Settings for one section's text: in a model's own tokens, less the title and heading it is embedded with."""
+    if not is_model_tokenizer(s.encoding):
+        return s
+    prefix = context_text(doc.title, HEADING_SEP.join(section.heading), "")
+    budget = max(16, s.max_tokens - count(prefix, s.encoding))
+    return ChunkSettings(budget, min(s.overlap, budget // 2), s.encoding)
 
 
 def _pack(text: str, s: ChunkSettings) -> list[tuple[int, int]]:
@@ -155,15 +166,13 @@ def _split(text: str, start: int, end: int, pattern: re.Pattern[str]) -> list[tu
 
 def _windows(text: str, start: int, end: int, s: ChunkSettings) -> list[_Unit]:
     """Cut an over-long run of text at token boundaries (no overlap inside: packing adds it)."""
-    enc = encoding(s.encoding)
-    ids = enc.encode(text[start:end], disallowed_special=())
-    _, offsets = enc.decode_with_offsets(ids)
+    offsets = counter(s.encoding).starts(text[start:end])
     step = max(1, s.max_tokens - s.overlap)
     units = []
-    for i in range(0, len(ids), step):
-        j = min(i + step, len(ids))
+    for i in range(0, len(offsets), step):
+        j = min(i + step, len(offsets))
         a = start + offsets[i]
-        b = start + offsets[j] if j < len(ids) else end
+        b = start + offsets[j] if j < len(offsets) else end
         if b > a:
             units.append(_Unit(a, b, j - i))
     return units
