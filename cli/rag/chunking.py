@@ -14,8 +14,8 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from rag.documents import Chunk, Document, Section
 from rag.chunk_tokens import counter, is_model_tokenizer
+from rag.documents import Chunk, Document, Section
 
 HEADING_SEP = " › "
 _PARAGRAPH = re.compile(r"\n\s*\n")
