@@ -42,7 +42,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "zscore weights dense 3 : fts 2": ("retrieval: {weights: {dense: 3, fts: 2}}\n", []),
     "zscore + document max": ("retrieval: {aggregate: document}\n", []),
     "rrf + document max": ("retrieval: {fusion: rrf, aggregate: document}\n", []),
-    "zscore, chunks in MiniLM WordPiece (254)": ("chunking: {encoding: minilm-wordpiece, max_tokens: 254}\n", []),
+    "zscore + chunks in MiniLM WordPiece (254)": ("chunking: {encoding: minilm-wordpiece, max_tokens: 254}\n", []),
 }
 
 
