@@ -131,7 +131,7 @@ def index_summary(report: Mapping[str, Any]) -> str:
 SCORE_LEGEND = {
     "rerank": "score: the reranker's relevance",
     "hybrid": "score: fused ranks, 1.00 = first by dense and by full text; --json has each",
-    "zscore": "score: fused, standard deviations above this query's candidates by dense and full text; --json has each",
+    "zscore": "score: fused z-score, std devs above this query's candidates; --json has each",
     "dense": "score: cosine similarity to the query",
     "fts": "score: BM25 full-text relevance (comparable within one query only)",
 }
