@@ -51,8 +51,8 @@ def test_the_index_records_the_tokenizer_and_rechunks_when_it_changes(tmp_path: 
     assert meta["chunking"]["encoding"] == "cl100k_base" and meta["chunking"]["algorithm"] == "units-v1"
     write(tmp_path / "rag.yaml", "chunking:\n  encoding: minilm-wordpiece\n  max_tokens: 254\n")
     again = rag("index", str(docs), "--json", cwd=tmp_path)
-    assert again.code == 0 and "chunking settings changed" in again.err
-    meta = json.loads((tmp_path / ".rag" / "chunks.meta.json").read_text())
+    assert again.code == 0 and "chunking settings changed" in again.err  # a new generation is built beside the old
+    meta = json.loads((tmp_path / ".rag" / "chunks.g2.meta.json").read_text())
     assert meta["chunking"] == {"algorithm": "units-v2-context", "encoding": "minilm-wordpiece", "max_tokens": 254, "overlap": 32}
     hits = rag("query", "glioblastoma", "-k", "50", "--json", cwd=tmp_path).json()["hits"]
     assert all(_wordpieces(context_text(h["title"], h["heading"], h["text"])) <= 256 for h in hits)
