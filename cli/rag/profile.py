@@ -183,6 +183,7 @@ class LifecycleConfig:
     max: list[str] = field(default_factory=list)  # latency.rerank.p95=300ms
     keep_generations: int = 2  # the live one and one to roll back to
 
+
 @dataclass
 class McpConfig:
     """``rag mcp``: what agents may do through it."""
