@@ -312,3 +312,17 @@ def test_snippets_leave_out_the_heading_lines_the_place_already_names() -> None:
     assert without_headings("Notes\n=====\n\nAbout proxies.\n") == "About proxies.\n"
     assert without_headings("Plain text\nwith two lines") == "Plain text\nwith two lines"
     assert without_headings("## Only a heading") == "## Only a heading"
+
+
+def test_scores_near_zero_never_show_a_minus_sign() -> None:
+    from rag.render import score_text
+
+    assert [score_text(v) for v in (-0.0001, -0.0, 0.004, -0.006, -1.5, 12.34, -250.0)] == [
+        "0.00",
+        "0.00",
+        "0.00",
+        "-0.01",
+        "-1.50",
+        "12.3",
+        "-250",
+    ]

@@ -171,7 +171,8 @@ def score_legend(scores: Mapping[str, float], retrieval: RetrievalConfig) -> str
 
 def score_text(value: float) -> str:
     """Four characters for scores up to 10 (cosine, fused, rerank); BM25 values may be larger."""
-    return f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}" if abs(value) < 100 else f"{value:.0f}"
+    text = f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}" if abs(value) < 100 else f"{value:.0f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text  # -0.00 reads as a sign error
 
 
 def place(source: str, heading: str = "", title: str = "", width: int | None = None) -> str:
