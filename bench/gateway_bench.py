@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -46,16 +44,7 @@ budget:
 """,
         encoding="utf-8",
     )
-    env = {**os.environ, "RAG_BENCH_TOKEN": TOKEN}
-    command = [sys.executable, "-m", "rag", "serve", "--port", "0"]
-    proc = subprocess.Popen(command, cwd=folder, env=env, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    line = proc.stderr.readline()
-    match = re.search(r"http://127\.0\.0\.1:\d+", line)
-    if not match:
-        proc.kill()
-        raise SystemExit(f"the gateway did not start: {line}{proc.stderr.read()}")
-    return proc, match.group(0)
+    return start_server(folder, {**os.environ, "RAG_BENCH_TOKEN": TOKEN})
 
 
 def timed(call: Callable[[], httpx.Response]) -> float:

@@ -6,14 +6,16 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
 
-def start_server() -> tuple[subprocess.Popen[str], str]:
-    """The server process and its base URL, once ``/health`` answers (the model loads first)."""
+def start_server(cwd: Path | None = None, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
+    """The server process (run in ``cwd``, e.g. beside a gateway profile) and its base URL, once ``/health``
+    answers (the model loads first)."""
     command = [sys.executable, "-m", "rag", "serve", "--host", "127.0.0.1", "--port", "0"]
-    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     line = proc.stderr.readline()
     match = re.search(r"http://127\.0\.0\.1:\d+", line)

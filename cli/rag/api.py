@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from rag.documents import Hit
     from rag.eval_report import EvalReport
     from rag.evaluate import EvalEvents
-    from rag.indexer import Events, IndexReport
+    from rag.events import IndexEvents
+    from rag.indexer import IndexReport
     from rag.retrieve import Retriever
 
 
@@ -67,7 +68,7 @@ class Index:
             self._asker.close()
         self._retriever = self._asker = None
 
-    def add(self, paths: list[str | Path], *, rebuild: bool = False, events: Events | None = None) -> IndexReport:
+    def add(self, paths: list[str | Path], *, rebuild: bool = False, events: IndexEvents | None = None) -> IndexReport:
         """Index files under ``paths`` incrementally (``rag index``); later searches see the result."""
         from rag.indexer import index_paths
 

@@ -16,18 +16,13 @@ Shares are over all questions, so they add up with ``no_answer``:
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 from rag.datasets import EvalSet
+from rag.events import EvalEvents
 from rag.metrics import percentile
 from rag.profile import Profile
 from rag.providers.base import Usage
-
-
-class Events(Protocol):
-    def warn(self, message: str) -> None: ...
-    def phase(self, name: str, total: int) -> None: ...
-    def advance(self, n: int = 1) -> None: ...
 
 
 @dataclass
@@ -62,7 +57,7 @@ def wanted(profile: Profile, eval_set: EvalSet, extractive: bool) -> bool:
     return eval_set.kind == "docs" and (extractive or bool(profile.chat.model))
 
 
-def answer_questions(profile: Profile, eval_set: EvalSet, *, mode: str | None, extractive: bool, events: Events) -> AnswerStats:
+def answer_questions(profile: Profile, eval_set: EvalSet, *, mode: str | None, extractive: bool, events: EvalEvents) -> AnswerStats:
     from rag.answer import Settings
     from rag.ask import Asker
 

@@ -43,8 +43,6 @@ from rag.store import FileState, Store, open_store
 from rag.store import schema as rows
 from rag.store.maintenance import Upkeep, maintain, needed, record
 
-Events = IndexEvents  # the name callers know
-
 
 @dataclass
 class IndexReport:
@@ -77,7 +75,7 @@ class IndexReport:
         out["seconds"] = round(self.seconds, 3)
         return out
 
-    def skip(self, path: str, reason: str, kind: str, known: dict[str, Any], events: Events) -> None:
+    def skip(self, path: str, reason: str, kind: str, known: dict[str, Any], events: IndexEvents) -> None:
         """A file left out this run; ``new`` when the last run did not already leave it out for the same reason."""
         before = known.get(path)
         self.skipped.append({"path": path, "reason": reason, "kind": kind, "new": not before or before.get("kind") != kind})
@@ -101,7 +99,7 @@ class _Plan:
 
 
 def index_paths(
-    profile: Profile, paths: list[Path], *, rebuild: bool = False, events: Events | None = None, request: BuildRequest | None = None
+    profile: Profile, paths: list[Path], *, rebuild: bool = False, events: IndexEvents | None = None, request: BuildRequest | None = None
 ) -> IndexReport:
     """Index files under ``paths``; chunks of files gone from those paths are deleted. ``request``: a shadow build
     for ``rag reindex`` (see :mod:`rag.lifecycle`)."""
@@ -123,7 +121,7 @@ def index_paths(
     def under_roots(source: str) -> bool:
         return any(source == r or source.startswith(r + "/") for r in roots)
 
-    def plan(states: dict[str, FileState], known: dict[str, Any], force: bool, report: IndexReport, ev: Events) -> _Plan:
+    def plan(states: dict[str, FileState], known: dict[str, Any], force: bool, report: IndexReport, ev: IndexEvents) -> _Plan:
         seen = {str(f.path) for f in found} | {str(s.path) for s in skips}
         gone = [src for src in states if under_roots(src) and src not in seen]
         unindexed = {p: v for p, v in known.items() if not under_roots(p) or p in seen}
@@ -163,12 +161,12 @@ def index_documents(
     table: str | None = None,
     prune: bool = True,
     rebuild: bool = False,
-    events: Events | None = None,
+    events: IndexEvents | None = None,
 ) -> IndexReport:
     """Index in-memory documents (a dataset): unchanged means the same sha256."""
     docs = list(docs)
 
-    def plan(states: dict[str, FileState], known: dict[str, Any], force: bool, report: IndexReport, ev: Events) -> _Plan:
+    def plan(states: dict[str, FileState], known: dict[str, Any], force: bool, report: IndexReport, ev: IndexEvents) -> _Plan:
         for doc in docs:
             doc.sha256 = doc.sha256 or sha256(doc.text)
         present = {d.source for d in docs}
@@ -183,11 +181,11 @@ def index_documents(
     return _run(profile, table, plan, rebuild=rebuild, events=events)
 
 
-def forget_sources(profile: Profile, sources: list[str], *, events: Events | None = None) -> IndexReport:
+def forget_sources(profile: Profile, sources: list[str], *, events: IndexEvents | None = None) -> IndexReport:
     """Delete the chunks of ``sources`` (e.g. files that no longer exist), keeping the full-text index current."""
     wanted = set(sources)
 
-    def plan(states: dict[str, FileState], known: dict[str, Any], force: bool, report: IndexReport, ev: Events) -> _Plan:
+    def plan(states: dict[str, FileState], known: dict[str, Any], force: bool, report: IndexReport, ev: IndexEvents) -> _Plan:
         return _Plan(iter(()), [src for src in states if src in wanted], {p: v for p, v in known.items() if p not in wanted})
 
     return _run(profile, None, plan, rebuild=False, events=events)
@@ -203,7 +201,7 @@ def _load_files(
     known: dict[str, Any],
     unindexed: dict[str, dict[str, Any]],
     report: IndexReport,
-    ev: Events,
+    ev: IndexEvents,
 ) -> Iterator[Document]:
     """Read and parse ``files``; those that give no text are remembered in ``unindexed`` (and still yielded when
     their old chunks must go)."""
@@ -244,7 +242,7 @@ def _run(
     plan: Any,
     *,
     rebuild: bool,
-    events: Events | None,
+    events: IndexEvents | None,
     roots: list[str] | None = None,
     request: BuildRequest | None = None,
 ) -> IndexReport:
@@ -314,7 +312,7 @@ def _finish(
     writer: _Writer,
     report: IndexReport,
     planned: _Plan,
-    ev: Events,
+    ev: IndexEvents,
     *,
     publish: bool,
 ) -> None:
@@ -433,7 +431,7 @@ class _Writer:
         info: dict[str, Any],
         settings: ChunkSettings,
         report: IndexReport,
-        ev: Events,
+        ev: IndexEvents,
         dim: int | None,
     ) -> None:
         self.profile, self.store, self.service = profile, store, service

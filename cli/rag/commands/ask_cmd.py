@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from rag.commands.common import JsonOption, ProfileOption, emit_json, warn
+from rag.commands.common import JsonOption, ProfileOption, emit_json, stdin_lines, warn
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -80,15 +80,10 @@ def command(
 
 def _batch(prof: Any, settings: Any) -> None:
     """``rag ask -``: one JSON object per line; exits with the first failed line's code, else 0 (no-answers included)."""
-    import io
-    import sys
-
     from rag.ask import ask_lines
 
-    if isinstance(sys.stdin, io.TextIOWrapper):  # a line that is not UTF-8 is cleaned like an argument, not fatal
-        sys.stdin.reconfigure(errors="surrogateescape")
     failed = 0
-    for record in ask_lines(prof, sys.stdin, settings, on_warning=warn):
+    for record in ask_lines(prof, stdin_lines(), settings, on_warning=warn):
         emit_json(record)
         failed = failed or int(record.get("exit_code", 0))
     if failed:

@@ -31,24 +31,32 @@ def emit_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def stdin_lines() -> Iterator[str]:
+    """Lines of stdin without their newline; bytes that are not UTF-8 are cleaned as in an argument, not fatal."""
+    import io
+
+    from rag.text import clean_text
+
+    if isinstance(sys.stdin, io.TextIOWrapper):
+        sys.stdin.reconfigure(errors="surrogateescape")
+    for line in sys.stdin:
+        yield clean_text(line.rstrip("\n"))
+
+
 def stdin_batches(max_batch: int = 32) -> Iterator[list[str]]:
     """Non-blank stdin lines in batches: each batch is what has already arrived, up to ``max_batch``.
 
     A file or a pipe fed in advance gives full batches (one model call for many queries); a program that writes
     one line and waits for its answer gets it at once, in a batch of one.
     """
-    import io
     import queue
 
     from rag import threads
-    from rag.text import clean_text
 
-    if isinstance(sys.stdin, io.TextIOWrapper):  # a line that is not UTF-8 is cleaned like an argument, not fatal
-        sys.stdin.reconfigure(errors="surrogateescape")
     lines: queue.Queue[str | None] = queue.Queue()
 
     def read() -> None:
-        for line in sys.stdin:
+        for line in stdin_lines():
             lines.put(line)
         lines.put(None)
 
@@ -61,9 +69,8 @@ def stdin_batches(max_batch: int = 32) -> Iterator[list[str]]:
             if item is None:
                 done = True
                 break
-            text = clean_text(item.rstrip("\n"))
-            if text.strip():
-                batch.append(text)
+            if item.strip():
+                batch.append(item)
             if len(batch) >= max_batch:
                 break
             try:
