@@ -326,3 +326,11 @@ def test_scores_near_zero_never_show_a_minus_sign() -> None:
         "12.3",
         "-250",
     ]
+
+
+def test_hit_snippets_show_markup_as_a_page_does() -> None:
+    from rag.render import hit_lines
+
+    _, second = hit_lines(1, "1.00", "docs/ci.rst", "Use ``--min ndcg@10=0.70`` with :func:`gate` in CI.", 80)
+    assert "``" not in second and ":func:" not in second
+    assert "--min ndcg@10=0.70" in second and "gate" in second

@@ -200,10 +200,12 @@ def hit_lines(rank: int, score: str, where: str, text: str, width: int) -> tuple
     """A hit in two lines that fit ``width`` columns without breaking a path: the place in full, then a snippet.
 
     ``  1   0.98  docs/guide.md › Limits`` then the text without its heading lines, indented under the place
-    and cut to the width.
+    and cut to the width, its markup shown as a page shows it (the one rule extractive answers use).
     """
+    from rag.markup import inline
+
     head = f"{rank:>3}  {score:>5}  ".ljust(HIT_INDENT)
-    body = snippet(without_headings(text), max(20, width - len(head))) if text.strip() else ""
+    body = snippet(inline(without_headings(text)), max(20, width - len(head))) if text.strip() else ""
     return head + where, (" " * len(head) + body) if body else ""
 
 

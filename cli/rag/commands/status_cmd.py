@@ -78,11 +78,11 @@ def _history(info: dict[str, Any]) -> None:
         parts = [f"{emb.get('model') or (g.get('config') or {}).get('model')} {emb.get('version', '')}".rstrip()]
         if ch:
             parts.append(f"{ch.get('max_tokens')}/{ch.get('overlap')} tokens")
-        if g.get("chunks") is not None:
-            files = f" from {g['files']:,} files" if g.get("files") is not None else ""
-            parts.append(f"{g['chunks']:,} chunks{files}")
         console.print("  " + " · ".join(parts), markup=False)
         facts = []
+        if g.get("chunks") is not None:  # with the build facts: the model line stays within 80 columns
+            files = f" from {g['files']:,} files" if g.get("files") is not None else ""
+            facts.append(f"{g['chunks']:,} chunks{files}")
         if g.get("seconds") is not None:
             seconds = float(g["seconds"])
             facts.append("built in " + (duration(seconds) if seconds >= 60 else f"{seconds:.1f} s"))
