@@ -64,7 +64,7 @@ def command(
 
 
 def _history(info: dict[str, Any]) -> None:
-    """Three short lines per generation, newest first: never wider than 80 columns for the usual model names."""
+    """Up to four short lines per generation, newest first: never wider than 80 columns for the usual model names."""
     from rich.console import Console
 
     from rag.render import display_path, duration
@@ -86,13 +86,14 @@ def _history(info: dict[str, Any]) -> None:
         if g.get("seconds") is not None:
             seconds = float(g["seconds"])
             facts.append("built in " + (duration(seconds) if seconds >= 60 else f"{seconds:.1f} s"))
-        scores = (g.get("eval") or {}).get("metrics") or {}
-        if scores:
-            facts.append(" ".join(f"{_label(m)} {scores[m]:.3f}" for m in ("ndcg@10", "recall@10", "mrr@10") if m in scores))
         if g.get("disk_bytes") is not None:
             facts.append(f"{g['disk_bytes'] / 1e6:.1f} MB on disk")
         if facts:
             console.print("  " + " · ".join(facts), style="dim", markup=False)
+        scores = (g.get("eval") or {}).get("metrics") or {}
+        if scores:  # a line of its own: every line stays within 80 columns
+            shown = " · ".join(f"{_label(m)} {scores[m]:.3f}" for m in ("ndcg@10", "recall@10", "mrr@10") if m in scores)
+            console.print("  " + shown, style="dim", markup=False)
 
 
 def _label(metric: str) -> str:
