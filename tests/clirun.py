@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -76,3 +77,17 @@ def write(path: Path, text: str | bytes) -> Path:
     else:
         path.write_text(text, encoding="utf-8")
     return path
+
+
+def later(offset: str, *args: str, cwd: Path, env: dict[str, str] | None = None) -> Result:
+    """``rag ARGS`` as a process whose clock reads ``offset`` ahead (faketime syntax: +30m, +2d)."""
+    faketime = shutil.which("faketime")
+    if faketime is None:
+        import pytest
+
+        pytest.fail("faketime is not installed: apt-get install faketime (as .ci/run does)")
+    full_env = {k: v for k, v in os.environ.items() if k != "RAG_PROFILE"} | (env or {})
+    proc = subprocess.run(
+        [faketime, "-f", offset, sys.executable, "-m", "rag", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=300
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)

@@ -6,31 +6,14 @@ The embedding provider is the fault-injecting server on 127.0.0.1 with a price; 
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-from tests.clirun import Result, rag, rag_process, write
+from tests.clirun import later, rag, rag_process, write
 
 from rag.tokens import count_tokens
 
 WORDS = ["amber", "basil", "cedar", "delta", "ember", "fjord", "grove", "heron", "iris", "juniper", "kelp", "lotus"]
-
-
-def later(offset: str, *args: str, cwd: Path) -> Result:
-    faketime = shutil.which("faketime")
-    if faketime is None:
-        pytest.fail("faketime is not installed: apt-get install faketime (as .ci/run does)")
-    import os
-
-    env = {k: v for k, v in os.environ.items() if k != "RAG_PROFILE"}
-    proc = subprocess.run(
-        [faketime, "-f", offset, sys.executable, "-m", "rag", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
-    return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
 def setup(root: Path, fault: Any) -> tuple[Path, int]:

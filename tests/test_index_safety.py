@@ -182,3 +182,20 @@ def test_kill_9_at_each_stage_then_rerun_completes(tmp_path: Path, reference: in
     assert status["fts_index"] and status["fts_current"]
     hits = rag("query", "auroras", "--mode", "fts", "--json", cwd=tmp_path).json()["hits"]
     assert hits and "Auroras" in hits[0]["title"]
+
+
+def test_a_failure_nobody_foresaw_is_one_line_and_the_rerun_completes(tmp_path: Path) -> None:
+    """An exception outside our error root (here an OSError injected before each commit) is still one
+    line on stderr with exit 1, no traceback unless RAG_DEBUG asks for it; the next run completes the index."""
+    docs = slow_corpus(tmp_path, files=8, batch=4)
+    write(docs / "doc000.md", "# Volcanoes 0\n\nMagma and calderas.\n")
+    failed = rag_process("index", "docs", cwd=tmp_path, env={"RAG_FAIL_AT": "commit"})
+    assert failed.code == 1
+    assert failed.err.startswith("error: unexpected OSError: injected failure at commit") and len(failed.err.splitlines()) == 1, failed.err
+    assert "RAG_DEBUG=1" in failed.err
+    debug = rag_process("index", "docs", cwd=tmp_path, env={"RAG_FAIL_AT": "commit", "RAG_DEBUG": "1"})
+    assert debug.code == 1 and "Traceback" in debug.err
+    again = rag_process("index", "docs", "--json", cwd=tmp_path)
+    assert again.code == 0, again.err
+    assert again.json()["files_indexed"] == 8
+    assert len(ids_in_store(tmp_path)) == len(set(ids_in_store(tmp_path))) == again.json()["chunks_total"]

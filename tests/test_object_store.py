@@ -169,6 +169,42 @@ def test_two_writers_on_two_machines_do_not_duplicate(tmp_path: Path, s3: dict[s
     assert len(ids) == 12 == len(set(ids))
 
 
+def versions_in_bucket(s3: dict[str, str], prefix: str) -> list[int]:
+    import lance
+
+    options = {
+        "endpoint": s3["url"],
+        "region": "us-east-1",
+        "allow_http": "true",
+        "aws_access_key_id": s3["key"],
+        "aws_secret_access_key": s3["secret"],
+    }
+    return [int(v["version"]) for v in lance.dataset(f"s3://{BUCKET}/{prefix}/chunks.lance", storage_options=options).versions()]
+
+
+def test_versions_another_machine_may_be_on_are_kept_for_the_grace(tmp_path: Path, s3: dict[str, str]) -> None:
+    """Retention in a bucket keeps every version younger than store.remote_grace (a writer on another machine
+    resolves its commit by reading the versions since its own); past the grace, keep_runs rules as on a disk."""
+    env = project(tmp_path, s3, "grace", extra="  keep_runs: 2\n")
+    docs = corpus(tmp_path, files=3)
+    for n in range(4):
+        write(docs / "doc00.md", f"# Volcanoes\n\nRevision {n} of the notes about calderas.\n")
+        run = rag("index", "docs", "--json", cwd=tmp_path, env=env)
+        assert run.code == 0, run.err
+        assert run.json()["maintenance"]["versions_removed"] == 0
+    before = versions_in_bucket(s3, "grace")
+    assert len(before) >= 8
+
+    write(tmp_path / "rag.yaml", (tmp_path / "rag.yaml").read_text() + "  remote_grace: 0\n")
+    write(docs / "doc00.md", "# Volcanoes\n\nThe last revision, about lava domes.\n")
+    run = rag("index", "docs", "--json", cwd=tmp_path, env=env)
+    assert run.code == 0, run.err
+    after = versions_in_bucket(s3, "grace")
+    assert run.json()["maintenance"]["versions_removed"] >= len(before) - len(after) > 0
+    assert len(after) <= 4  # the two runs' published versions (and what they first published), the latest
+    assert "lava domes" in rag("query", "lava domes", "--mode", "fts", cwd=tmp_path, env=env).out
+
+
 def test_a_wrong_credential_is_one_line_without_the_secret(tmp_path: Path, s3: dict[str, str]) -> None:
     env = project(tmp_path, s3, "basic")
     wrong = {**env, "TEST_S3_SECRET": "not-the-secret-at-all"}

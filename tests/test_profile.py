@@ -77,7 +77,7 @@ def test_cli_reports_profile_errors_in_one_line(tmp_path: Path) -> None:
     result = rag("status", cwd=tmp_path)
     assert result.code == 3
     assert result.err.strip() == (
-        "error: rag.yaml:2: unknown key 'store.url'; valid keys here: uri, table, lock_timeout, commit_chunks, keep_runs, storage_options"
+        "error: rag.yaml:2: unknown key 'store.url'; valid keys here: uri, table, lock_timeout, commit_chunks, keep_runs, storage_options, remote_grace"
     )
 
 

@@ -7,27 +7,9 @@ each ``rag index`` below runs as its own process minutes or days in the future.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-from tests.clirun import Result, rag, rag_process, write
-
-
-def later(offset: str, *args: str, cwd: Path, env: dict[str, str] | None = None) -> Result:
-    """``rag ARGS`` as a process whose clock reads ``offset`` ahead (faketime syntax: +30m, +2d)."""
-    faketime = shutil.which("faketime")
-    if faketime is None:
-        pytest.fail("faketime is not installed: apt-get install faketime (as .ci/run does)")
-    import os
-
-    full_env = {k: v for k, v in os.environ.items() if k != "RAG_PROFILE"} | (env or {})
-    proc = subprocess.run(
-        [faketime, "-f", offset, sys.executable, "-m", "rag", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=300
-    )
-    return Result(proc.returncode, proc.stdout, proc.stderr)
+from tests.clirun import later, rag, rag_process, write
 
 
 def corpus(root: Path) -> Path:

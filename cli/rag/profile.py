@@ -88,6 +88,8 @@ class StoreConfig:
     keep_runs: int = 3
     # Object stores (uri s3://bucket/prefix, gs://, az://): passed to Lance; a key ending in _env names the variable holding it.
     storage_options: dict[str, str] = field(default_factory=dict)
+    # Object stores only: versions younger than this many seconds are never removed (another machine may be on them).
+    remote_grace: float = 3600.0
 
 
 @dataclass
@@ -565,6 +567,7 @@ def _check(p: Profile) -> None:
         (p.store.commit_chunks >= 1, "store.commit_chunks", "must be at least 1"),
         (p.store.lock_timeout >= 0, "store.lock_timeout", "must be at least 0"),
         (p.store.keep_runs >= 2, "store.keep_runs", "must be at least 2 (a query may still be reading the previous run's version)"),
+        (p.store.remote_grace >= 0, "store.remote_grace", "must be at least 0 (seconds)"),
         (
             p.lifecycle.keep_generations >= 2,
             "lifecycle.keep_generations",

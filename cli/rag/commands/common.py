@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any, NoReturn
@@ -87,6 +88,9 @@ def warn(message: str) -> None:
 
 
 INTERRUPTED = "interrupted; the index is consistent, re-run the same command to finish"
+UNEXPECTED = (
+    "commits are atomic, so the index is consistent: re-run the command; if it fails again, RAG_DEBUG=1 shows the traceback to report"
+)
 
 
 def run_app(app: typer.Typer, args: list[str] | None = None) -> NoReturn:
@@ -112,4 +116,10 @@ def run_app(app: typer.Typer, args: list[str] | None = None) -> NoReturn:
     except BrokenPipeError:  # the reader went away (rag query x | head -1): nothing left to say
         sys.stderr.close()
         raise SystemExit(1) from None
+    except Exception as exc:  # a bug, or a failure below us we never met: still one line, the traceback on request
+        if os.environ.get("RAG_DEBUG") or "-v" in (args or sys.argv) or "--verbose" in (args or sys.argv):
+            raise
+        from rag.store.snapshot import lance_message
+
+        fail(RagError(f"unexpected {type(exc).__name__}: {lance_message(exc)}; {UNEXPECTED}"))
     raise SystemExit(0)  # standalone mode always exits; kept for the type checker

@@ -30,7 +30,7 @@ def open_store(profile: Profile, table: str | None = None, generation: int | Non
     """The store the profile names (``store.uri``, table ``store.table`` unless ``table`` is given): a local folder, or
     an object-store prefix (``s3://bucket/prefix`` with ``store.storage_options``); at its live generation unless
     ``generation`` is given."""
-    return Store(store_location(profile), table or profile.store.table, generation, ann_settings(profile))
+    return Store(store_location(profile), table or profile.store.table, generation, ann_settings(profile), profile.store.remote_grace)
 
 
 def store_location(profile: Profile) -> Location:

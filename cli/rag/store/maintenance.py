@@ -9,7 +9,11 @@ killed run left undone.
 Version retention is ours, not Lance's age-based cleanup, and never fights the
 ``published`` tag: we keep the published version, the versions the last
 ``store.keep_runs`` runs published (for rollback, and for readers still on the
-previous one) and the latest; every other version is removed.
+previous one) and the latest; every other version is removed. In an object store,
+where writers on other machines share the table and no lock of ours reaches
+them, versions younger than ``store.remote_grace`` are kept too: another
+machine may be reading them or committing on top of them, and Lance reads the
+versions in between to resolve a commit.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ FTS_PARAMS = {
     "ascii_folding": True,
 }
 STEPS = ("compact", "fts", "ann", "cleanup")
+ATTEMPTS = 3  # a step preempted by another machine's commit ("Retryable commit conflict") is run again
 
 
 @dataclass
@@ -70,7 +75,11 @@ def needed(store: Store, keep: set[int]) -> list[str]:
         steps.append("fts")
     if ann.needed(ds, store.ann, store.meta().get("ann")):
         steps.append("ann")
-    if _doomed(store, keep):
+    try:
+        doomed = _doomed(store, keep)
+    except Exception:  # another machine removed a version while we listed them: the step itself runs guarded
+        doomed = [0]
+    if doomed:
         steps.append("cleanup")
     return steps
 
@@ -83,7 +92,13 @@ def maintain(store: Store, upkeep: Upkeep, warn: Callable[[str], None], steps: l
             continue
         try:
             checkpoint(step)
-            run(store, upkeep, keep or set())
+            for attempt in range(ATTEMPTS):
+                try:
+                    run(store, upkeep, keep or set())
+                    break
+                except Exception as exc:
+                    if attempt + 1 == ATTEMPTS or not _retryable(exc):
+                        raise
             passed(step)
         except Exception as exc:  # maintenance of committed data must never fail the run
             upkeep.failed[step] = lance_message(exc)
@@ -100,6 +115,11 @@ def record(meta: dict[str, Any], upkeep: Upkeep) -> None:
     elif upkeep.ann == "drop":
         meta.pop("ann", None)
     meta["maintenance"] = {"owed": sorted(upkeep.failed), "at": time.time(), **({"errors": upkeep.failed} if upkeep.failed else {})}
+
+
+def _retryable(exc: Exception) -> bool:
+    """Lance's word for a commit another writer got in first; a fresh look at the table and a retry settles it."""
+    return "retryable commit conflict" in str(exc).lower()
 
 
 def _compact_worth(ds: Any) -> bool:
@@ -142,11 +162,21 @@ def _ann(store: Store, upkeep: Upkeep, keep: set[int]) -> None:
 
 
 def _doomed(store: Store, keep: set[int]) -> list[int]:
-    """Versions to remove: all but ``keep``, the published and the latest."""
+    """Versions to remove: all but ``keep``, the published, the latest and those within the store's grace."""
     ds = store.latest().dataset
     published = store.published_version()
     retained = {*keep, ds.version, *([published] if published is not None else [])}
-    return [int(v["version"]) for v in ds.versions() if int(v["version"]) not in retained]
+    cutoff = time.time() - store.grace
+    return [
+        int(v["version"])
+        for v in ds.versions()
+        if int(v["version"]) not in retained and (not store.grace or _seconds(v["timestamp"]) < cutoff)
+    ]
+
+
+def _seconds(stamp: Any) -> float:
+    """A version's commit time (Lance gives a naive datetime in local time, or a number) as epoch seconds."""
+    return float(stamp.timestamp()) if hasattr(stamp, "timestamp") else float(stamp)
 
 
 def _cleanup(store: Store, upkeep: Upkeep, keep: set[int]) -> None:

@@ -42,8 +42,13 @@ class Store:
     """One generation of a table (the live one unless ``generation`` is given; see :mod:`rag.store.generations`),
     in a local folder or under an object-store prefix (:mod:`rag.store.location`)."""
 
-    def __init__(self, root: Path | Location, table: str, generation: int | None = None, ann: AnnSettings | None = None) -> None:
+    def __init__(
+        self, root: Path | Location, table: str, generation: int | None = None, ann: AnnSettings | None = None, remote_grace: float = 0.0
+    ) -> None:
         self.location = root if isinstance(root, Location) else Location.of(root)
+        # Versions younger than this are kept: on an object store a writer or reader on another machine, which no
+        # lock of ours can see, may still be reading them or committing on top of them (store.remote_grace).
+        self.grace = remote_grace if self.location.remote else 0.0
         self.root = self.location.local  # this machine's folder: the store itself, or a remote store's caches
         self.table_name = table
         self.ann = ann or AnnSettings()
@@ -106,11 +111,27 @@ class Store:
         return int(tags[PUBLISHED]["version"]) if PUBLISHED in tags else None
 
     def meta(self) -> dict[str, Any]:
-        try:
-            text = self.location.read_text(f"{self.name}.meta.json")
-            return dict(json.loads(text)) if text is not None else {}
-        except (OSError, ValueError) as exc:
-            raise StoreError(f"index metadata {self.meta_path} is unreadable ({exc}); delete {self.root} and run rag index again") from exc
+        # An object store's PUT is atomic, but a read is a size lookup then a ranged GET: a writer on another machine
+        # replacing the file in between gives a torn read, which a second read does not repeat.
+        attempts = 3 if self.location.remote else 1
+        for attempt in range(attempts):
+            try:
+                text = self.location.read_text(f"{self.name}.meta.json")
+                return dict(json.loads(text)) if text is not None else {}
+            except ValueError as exc:
+                if attempt + 1 < attempts:
+                    time.sleep(0.2)
+                    continue
+                raise self._unreadable(exc) from exc
+            except OSError as exc:
+                raise self._unreadable(exc) from exc
+        return {}  # not reached: the last attempt returns or raises
+
+    def _unreadable(self, exc: Exception) -> StoreError:
+        if self.location.remote:  # without its meta the next run takes the table as it is and writes a new one
+            meta = self.location.join(f"{self.name}.meta.json")
+            return StoreError(f"index metadata {meta} is unreadable ({exc}); delete that file and run rag index again")
+        return StoreError(f"index metadata {self.meta_path} is unreadable ({exc}); delete {self.root} and run rag index again")
 
     def check_embedding(self, embedding: dict[str, Any]) -> None:
         """Refuse an index built with another embedding model."""
