@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from tests.clirun import rag, rag_process, write
 
+from rag.store.location import Location
+
 TOPICS = [
     "volcanoes", "glaciers", "tides", "deserts", "rainforests", "coral reefs", "earthquakes", "rivers",
     "comets", "auroras", "monsoons", "caves", "geysers", "lagoons", "tundra", "savannas",
@@ -42,7 +44,7 @@ def ids_in_store(root: Path) -> list[str]:
 
     from rag.store.generations import live_generation, physical_name
 
-    live = physical_name("chunks", live_generation(root / ".rag", "chunks"))  # a chunking change builds a new generation
+    live = physical_name("chunks", live_generation(Location.of(root / ".rag"), "chunks"))  # a chunking change builds a new generation
     table = lancedb.connect(str(root / ".rag")).open_table(live)
     return list(table.to_arrow().column("id").to_pylist())
 

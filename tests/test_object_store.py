@@ -205,6 +205,39 @@ def test_versions_another_machine_may_be_on_are_kept_for_the_grace(tmp_path: Pat
     assert "lava domes" in rag("query", "lava domes", "--mode", "fts", cwd=tmp_path, env=env).out
 
 
+def test_a_rebuild_in_a_bucket_builds_beside_the_live_table_and_every_machine_follows_the_switch(
+    tmp_path: Path, s3: dict[str, str]
+) -> None:
+    env = project(tmp_path, s3, "gens")
+    elsewhere = {**env, "XDG_CACHE_HOME": str(tmp_path / "cache-elsewhere")}  # a second machine: its own caches
+    corpus(tmp_path, files=4)
+    assert rag("index", "docs", cwd=tmp_path, env=env).code == 0
+    before = rag("query", "tides", "--json", cwd=tmp_path, env=elsewhere).json()["hits"]
+
+    write(tmp_path / "rag.yaml", (tmp_path / "rag.yaml").read_text() + "chunking:\n  max_tokens: 64\n  overlap: 8\n")
+    changed = rag("index", "docs", "--json", cwd=tmp_path, env=env)
+    assert changed.code == 0, changed.err
+    assert "building generation 2 beside it" in changed.err and changed.json()["generation"]["generation"] == 2
+    client = boto3.client(
+        "s3", endpoint_url=s3["url"], aws_access_key_id=s3["key"], aws_secret_access_key=s3["secret"], region_name="us-east-1"
+    )
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=BUCKET, Prefix="gens/")["Contents"]}
+    assert {"gens/chunks.generations.json", "gens/chunks.g2.meta.json"} <= keys
+    assert any(k.startswith("gens/chunks.g2.lance/") for k in keys) and any(k.startswith("gens/chunks.lance/") for k in keys)
+
+    status = rag("status", "--json", cwd=tmp_path, env=elsewhere).json()  # the other machine reads the new generation
+    assert status["chunking"]["max_tokens"] == 64
+    history = rag("status", "--history", "--json", cwd=tmp_path, env=elsewhere).json()
+    assert [(g["id"], g["state"]) for g in history["generations"]] == [(2, "live"), (1, "retired")]
+    assert history["store"] == f"s3://{BUCKET}/gens" and all(g["disk_bytes"] > 0 for g in history["generations"])
+
+    back = rag("rollback", "--json", cwd=tmp_path, env=elsewhere)
+    assert back.code == 0, back.err
+    assert back.json()["to"] == 1
+    assert rag("query", "tides", "--json", cwd=tmp_path, env=env).json()["hits"] == before  # nothing re-embedded
+    assert s3["secret"] not in changed.err + back.out + back.err
+
+
 def test_a_wrong_credential_is_one_line_without_the_secret(tmp_path: Path, s3: dict[str, str]) -> None:
     env = project(tmp_path, s3, "basic")
     wrong = {**env, "TEST_S3_SECRET": "not-the-secret-at-all"}

@@ -123,7 +123,7 @@ def record_of(registry: Registry, store: Store) -> dict[str, Any] | None:
 
 def reading_profile(profile: Profile, store: Store) -> Profile:
     """The profile to read ``store`` with: its embedding settings are the ones the generation was built with."""
-    record = record_of(Registry.load(store.root, store.table_name), store)
+    record = record_of(Registry.load(store.location, store.table_name), store)
     config = (record or {}).get("config") or {}
     if not config.get("model") or config["model"] == profile.embedding.model:
         return profile
@@ -250,7 +250,7 @@ def plan_run(
     cover its files); ``rag index docs/one.md`` is refused with the command that does.
     """
     live_store = open_store(profile, table)
-    reg = Registry.load(live_store.root, live_store.table_name)
+    reg = Registry.load(live_store.location, live_store.table_name)
     keep = profile.lifecycle.keep_generations
     record = record_of(reg, live_store) if live_store.exists() else None
     if record is not None and reg.live is None:  # an index from before generations: its table is generation 1, live
@@ -291,23 +291,13 @@ def plan_run(
 def _shadow(reg: Registry, live: Store, profile: Profile, reason: str, built_from: dict[str, Any], switch: bool, keep: int) -> Target:
     """A generation beside the live one: the pending one when it was started with the same settings (a crashed build
     resumes), else a new one."""
-    _local_only(live)
     pending = reg.pending()
-    store = Store(live.root, live.table_name, int(pending["id"]) if pending else 0)
+    store = open_store(profile, live.table_name, int(pending["id"]) if pending else 0)
     if pending is not None and pending.get("settings") == signature(profile):
         return Target(profile, store, reg, True, reason, built_from, switch, keep)
     stale = [int(g["id"]) for g in reg.generations.values() if g.get("state") == "building"]
-    store = Store(live.root, live.table_name, reg.next_id())
+    store = open_store(profile, live.table_name, reg.next_id())
     return Target(profile, store, reg, True, reason, built_from, switch, keep, discard=stale, start=True)
-
-
-def _local_only(live: Store) -> None:
-    """The generation pointer is switched with a local rename; an object store has one generation for now."""
-    if live.location.remote:
-        raise StoreError(
-            f"{live.where} is on object storage, where the index has one generation: a rebuild beside it, reindex and "
-            "rollback need a local store; to rebuild there, delete the table under the prefix and run rag index"
-        )
 
 
 # --------------------------------------------------------------------------- switching and retention
@@ -320,7 +310,7 @@ def clean_up(reg: Registry, keep: int, warn: Warn) -> list[int]:
         try:
             reg.remove(generation)
             removed.append(generation)
-        except OSError as exc:
+        except (OSError, StoreError) as exc:
             warn(f"could not remove generation {generation} ({exc}); the next rebuild or rollback tries again")
     return removed
 
@@ -330,11 +320,10 @@ def switch_to(profile: Profile, generation: int, why: str, *, warn: Warn, expect
     from rag.lock import writer_lock
 
     live = open_store(profile)
-    _local_only(live)
     with writer_lock(live.lock_path, profile.store.lock_timeout, warn):
-        reg = Registry.load(live.root, live.table_name)
+        reg = Registry.load(live.location, live.table_name)
         entry = reg.generations.get(generation)
-        target = Store(live.root, live.table_name, generation)
+        target = open_store(profile, live.table_name, generation)
         if entry is None or entry.get("state") not in expect or not target.exists():
             state = (entry or {}).get("state", "unknown")
             raise StoreError(f"generation {generation} cannot be made live (it is {state}); rag status --history lists the ones kept")
@@ -350,7 +339,7 @@ def annotate(profile: Profile, evals: dict[int, dict[str, Any]], *, reject: int 
 
     live = open_store(profile)
     with writer_lock(live.lock_path, profile.store.lock_timeout):
-        reg = Registry.load(live.root, live.table_name)
+        reg = Registry.load(live.location, live.table_name)
         for generation, result in evals.items():
             reg.entry(generation)["eval"] = result
         if reject is not None and reg.generations.get(reject, {}).get("state") == "built":
@@ -361,11 +350,11 @@ def annotate(profile: Profile, evals: dict[int, dict[str, Any]], *, reject: int 
 def rollback(profile: Profile, generation: int | None = None, *, warn: Warn) -> dict[str, Any]:
     """Switch back to ``generation``, by default the one that was live before the live one. No re-embedding."""
     live = open_store(profile)
-    reg = Registry.load(live.root, live.table_name)
+    reg = Registry.load(live.location, live.table_name)
     if generation is None:
         generation = previous_generation(reg)
         if generation is None:
-            raise StoreError(f"no earlier generation is kept at {live.root}; rag status --history lists the generations")
+            raise StoreError(f"no earlier generation is kept at {live.where}; rag status --history lists the generations")
     if generation == reg.live:
         raise UsageError(f"generation {generation} is already live")
     return switch_to(profile, generation, "rollback", warn=warn)
@@ -380,12 +369,12 @@ def previous_generation(reg: Registry) -> int | None:
 def history(profile: Profile) -> dict[str, Any]:
     """Every generation of the table, newest first, with what it was built with and how it measured."""
     live = open_store(profile)
-    reg = Registry.load(live.root, live.table_name)
+    reg = Registry.load(live.location, live.table_name)
     rows = [dict(g) for g in reg.generations.values()]
     if not reg.exists and live.exists():
         rows = [{**(record_of(reg, live) or {}), "state": "live"}]
     for row in rows:
         if row.get("state") in ("live", "retired", "built", "rejected", "building"):
-            row["disk_bytes"] = disk_bytes(live.root, live.table_name, int(row["id"]))
+            row["disk_bytes"] = disk_bytes(live.location, live.table_name, int(row["id"]))
     rows.sort(key=lambda g: -int(g["id"]))
-    return {"store": str(live.root), "table": live.table_name, "live": reg.live or (1 if live.exists() else None), "generations": rows}
+    return {"store": live.where, "table": live.table_name, "live": reg.live or (1 if live.exists() else None), "generations": rows}

@@ -77,11 +77,11 @@ def reindex(profile: Profile, request: ReindexRequest, events: IndexEvents | Non
         raise UsageError("gates need an evaluation set: pass --eval PATH or set lifecycle.eval in the profile")
     live = open_store(profile)
     if not live.exists():
-        raise StoreError(f"no index at {live.root} to rebuild yet; run: rag index PATH")
-    record = record_of(Registry.load(live.root, live.table_name), live) or {}
+        raise StoreError(f"no index at {live.where} to rebuild yet; run: rag index PATH")
+    record = record_of(Registry.load(live.location, live.table_name), live) or {}
     paths = request.paths or [Path(p) for p in record.get("roots") or []]
     if not paths:
-        raise UsageError(f"the index at {live.root} does not record the folders it was built from; pass them: rag reindex PATH...")
+        raise UsageError(f"the index at {live.where} does not record the folders it was built from; pass them: rag reindex PATH...")
     build = with_model(profile, request.model) if request.model else profile
     reason = f"reindex --model {request.model}" if request.model else "reindex"
     started = time.perf_counter()
@@ -99,8 +99,8 @@ def reindex(profile: Profile, request: ReindexRequest, events: IndexEvents | Non
     }
     if dataset is not None:
         checkpoint("eval")
-        old_report = _evaluate(profile, live.root, live.table_name, old_gen, record, dataset, request.split or profile.lifecycle.split)
-        new_report = _evaluate(build, live.root, live.table_name, new_gen, None, dataset, request.split or profile.lifecycle.split)
+        old_report = _evaluate(profile, live.table_name, old_gen, record, dataset, request.split or profile.lifecycle.split)
+        new_report = _evaluate(build, live.table_name, new_gen, None, dataset, request.split or profile.lifecycle.split)
         passed("eval")
         result["eval"] = {"live": _summary(old_report), "new": _summary(new_report), "mode": new_report.config["mode"]}
         result["gates"]["failed"] = _failures(gates, old_report, new_report)
@@ -142,7 +142,7 @@ def _build_facts(profile: Profile, report: Any, record: dict[str, Any], old_gen:
     }
 
 
-def _evaluate(profile: Profile, root: Path, table: str, generation: int, record: dict[str, Any] | None, dataset: Path, split: str) -> Any:
+def _evaluate(profile: Profile, table: str, generation: int, record: dict[str, Any] | None, dataset: Path, split: str) -> Any:
     """``rag eval`` on one generation: retrieval and rerank stages, no answers (the gates are on retrieval)."""
     from rag.datasets import load_eval_set
     from rag.evaluate import evaluate
@@ -150,7 +150,7 @@ def _evaluate(profile: Profile, root: Path, table: str, generation: int, record:
     if record is not None:
         profile = as_built(profile, record)
     profile = dataclasses.replace(profile, chat=dataclasses.replace(profile.chat, model=None))
-    return evaluate(profile, load_eval_set(dataset, split), store=Store(root, table, generation))
+    return evaluate(profile, load_eval_set(dataset, split), store=open_store(profile, table, generation))
 
 
 def _summary(report: Any) -> dict[str, Any]:

@@ -4,7 +4,8 @@ A rebuild (``rag index --rebuild``, a new embedding model or chunking, ``rag
 reindex``) never touches the table queries read. It builds a new *generation*,
 a table of its own beside the live one (``chunks.g2.lance`` with
 ``chunks.g2.meta.json``; generation 1 is plain ``chunks``), and when that is
-complete, one ``os.replace`` of ``<table>.generations.json`` makes it live.
+complete, one atomic write of ``<table>.generations.json`` makes it live (an
+``os.replace`` in a folder, one PUT in an object store).
 A reader opens whatever generation the file names at that moment, so it sees
 the old table or the new one, never none; a crash anywhere before the replace
 leaves the old one live, a crash after it leaves the new one live.
@@ -20,14 +21,15 @@ waiting for its gates), ``live``, ``retired`` (was live; a rollback target),
 record stays for the history), ``abandoned`` (an unfinished build replaced by
 one with other settings).
 
-Writes happen under the table's writer lock; reads need no lock.
+Writes happen under the table's writer lock; reads need no lock. In an object
+store that lock guards this machine's writers only: two machines rebuilding one
+table at the same moment each write the file whole, and the last one wins.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,7 @@ from typing import Any
 
 from rag.errors import StoreError
 from rag.faults import checkpoint, passed
+from rag.store.location import Location
 
 FORMAT = 1
 ON_DISK = ("building", "built", "live", "retired", "rejected")  # states whose table is (meant to be) on disk
@@ -46,31 +49,39 @@ def physical_name(table: str, generation: int) -> str:
     return table if generation == 1 else f"{table}.g{generation}"
 
 
-def registry_path(root: Path, table: str) -> Path:
-    return root / f"{table}.generations.json"
+def registry_name(table: str) -> str:
+    return f"{table}.generations.json"
 
 
-def live_generation(root: Path, table: str) -> int:
+def live_generation(location: Location, table: str) -> int:
     """The generation queries read now (1 when the table has no registry)."""
-    data = _read(registry_path(root, table))
+    data = _read(location, registry_name(table))
     return int(data.get("live") or 1) if data else 1
 
 
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise StoreError(f"the generation file {path} is unreadable ({exc}); restore it or delete it to use generation 1") from exc
-    return data if isinstance(data, dict) else {}
+def _read(location: Location, name: str) -> dict[str, Any]:
+    # An object store's read may be torn by a writer elsewhere replacing the file (see Store.meta): read it again.
+    attempts = 3 if location.remote else 1
+    for attempt in range(attempts):
+        try:
+            text = location.read_text(name)
+            data = json.loads(text) if text is not None else {}
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError) as exc:
+            if attempt + 1 < attempts and isinstance(exc, ValueError):
+                time.sleep(0.2)
+                continue
+            raise StoreError(
+                f"the generation file {location.join(name)} is unreadable ({exc}); restore it or delete it to use generation 1"
+            ) from exc
+    return {}
 
 
 @dataclass
 class Registry:
     """The generations of one table, as ``<table>.generations.json`` holds them."""
 
-    root: Path
+    location: Location
     table: str
     live: int | None = None
     generations: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -78,16 +89,12 @@ class Registry:
     exists: bool = False
 
     @classmethod
-    def load(cls, root: Path, table: str) -> Registry:
-        data = _read(registry_path(root, table))
+    def load(cls, location: Location, table: str) -> Registry:
+        data = _read(location, registry_name(table))
         if not data:
-            return cls(root, table)
+            return cls(location, table)
         gens = {int(k): dict(v) for k, v in (data.get("generations") or {}).items()}
-        return cls(root, table, data.get("live"), gens, list(data.get("switches") or []), exists=True)
-
-    @property
-    def path(self) -> Path:
-        return registry_path(self.root, self.table)
+        return cls(location, table, data.get("live"), gens, list(data.get("switches") or []), exists=True)
 
     def entry(self, generation: int) -> dict[str, Any]:
         if generation not in self.generations:
@@ -95,7 +102,8 @@ class Registry:
         return self.generations[generation]
 
     def next_id(self) -> int:
-        on_disk = [int(p.name.rsplit(".g", 1)[1].split(".")[0]) for p in self.root.glob(f"{self.table}.g*.lance") if _numbered(p.name)]
+        names = self.location.names(f"{self.table}.g")
+        on_disk = [int(n.rsplit(".g", 1)[1].split(".")[0]) for n in names if n.endswith(".lance") and _numbered(n)]
         return max([1, *self.generations, *on_disk]) + 1
 
     def pending(self) -> dict[str, Any] | None:
@@ -104,8 +112,7 @@ class Registry:
         return max(building, key=lambda g: int(g["id"])) if building else None
 
     def save(self) -> None:
-        """Write the file whole and rename it into place: a reader sees the old file or the new one."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Write the file whole and rename it into place (one PUT remotely): a reader sees the old file or the new one."""
         data = {
             "format": FORMAT,
             "table": self.table,
@@ -113,13 +120,11 @@ class Registry:
             "generations": {str(k): v for k, v in sorted(self.generations.items())},
             "switches": self.switches[-100:],
         }
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with tmp.open("w", encoding="utf-8") as f:
-            f.write(json.dumps(data, indent=2, sort_keys=True))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        _fsync_dir(self.root)
+        text = json.dumps(data, indent=2, sort_keys=True)
+        if self.location.remote:
+            self.location.write_text(registry_name(self.table), text)
+        else:
+            _write_durably(self.location.local / registry_name(self.table), text)
         self.exists = True
 
     # ------------------------------------------------------------------ the switch (hold the writer lock)
@@ -167,8 +172,8 @@ class Registry:
             self.save()
         checkpoint("retire")
         name = physical_name(self.table, generation)
-        shutil.rmtree(self.root / f"{name}.lance", ignore_errors=True)
-        (self.root / f"{name}.meta.json").unlink(missing_ok=True)
+        self.location.remove(f"{name}.lance")
+        self.location.remove(f"{name}.meta.json")
         passed("retire")
         entry["state"] = "removed"
         entry["removed"] = time.time()
@@ -181,13 +186,22 @@ class Registry:
         self.save()
 
 
-def disk_bytes(root: Path, table: str, generation: int) -> int:
-    """Bytes a generation's table takes on disk (its Lance folder and meta)."""
+def disk_bytes(location: Location, table: str, generation: int) -> int:
+    """Bytes a generation's table takes in its store (its Lance folder and meta)."""
     name = physical_name(table, generation)
-    folder = root / f"{name}.lance"
-    total = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
-    meta = root / f"{name}.meta.json"
-    return total + (meta.stat().st_size if meta.is_file() else 0)
+    return location.size(f"{name}.lance") + location.size(f"{name}.meta.json")
+
+
+def _write_durably(path: Path, text: str) -> None:
+    """Write a local file whole, then rename it into place and sync the folder: it survives a power cut."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
 
 
 def _numbered(name: str) -> bool:

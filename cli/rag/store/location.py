@@ -127,6 +127,40 @@ class Location:
         except OSError as exc:
             raise self.failed("write", exc) from exc
 
+    def names(self, prefix: str) -> list[str]:
+        """Names of the entries directly at the location that start with ``prefix``."""
+        if not self.remote:
+            return [p.name for p in self.local.glob(f"{prefix}*")] if self.local.is_dir() else []
+        from pyarrow import fs as pafs
+
+        filesystem, path = self._fs("")
+        try:
+            infos = filesystem.get_file_info(pafs.FileSelector(path.rstrip("/"), allow_not_found=True))
+        except OSError as exc:
+            raise self.failed("list", exc) from exc
+        return [i.base_name for i in infos if i.base_name.startswith(prefix)]
+
+    def size(self, name: str) -> int:
+        """Bytes of a file, or of a folder and everything in it; 0 when absent."""
+        if not self.remote:
+            target = self.local / name
+            if target.is_dir():
+                return sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
+            return target.stat().st_size if target.is_file() else 0
+        from pyarrow import fs as pafs
+
+        filesystem, path = self._fs(name)
+        try:
+            info = filesystem.get_file_info(path)
+            if info.type.name == "File":
+                return int(info.size or 0)
+            if info.type.name != "Directory":
+                return 0
+            found = filesystem.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+        except OSError as exc:
+            raise self.failed("read", exc) from exc
+        return sum(int(i.size or 0) for i in found if i.type.name == "File")
+
     def remove(self, name: str) -> None:
         """Delete a file or a folder (a table) and everything in it."""
         if not self.remote:

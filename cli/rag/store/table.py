@@ -52,11 +52,7 @@ class Store:
         self.root = self.location.local  # this machine's folder: the store itself, or a remote store's caches
         self.table_name = table
         self.ann = ann or AnnSettings()
-        # The generation pointer is a file switched with os.replace: on an object store there is one generation.
-        if self.location.remote:
-            self.generation = 1
-        else:
-            self.generation = live_generation(self.root, table) if generation is None else generation
+        self.generation = live_generation(self.location, table) if generation is None else generation
         self.name = physical_name(table, self.generation)
         self.uri = self.location.join(f"{self.name}.lance")
         self.meta_path = self.root / f"{self.name}.meta.json"  # a local store's; a remote one keeps it beside its table
