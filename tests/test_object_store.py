@@ -88,7 +88,8 @@ def corpus(root: Path, files: int = 8) -> Path:
     return docs
 
 
-def ids_in_bucket(s3: dict[str, str], prefix: str) -> list[str]:
+def bucket_table(s3: dict[str, str], prefix: str) -> Any:
+    """The Lance table under ``prefix``, opened directly (not through rag)."""
     import lance
 
     options = {
@@ -98,9 +99,11 @@ def ids_in_bucket(s3: dict[str, str], prefix: str) -> list[str]:
         "aws_access_key_id": s3["key"],
         "aws_secret_access_key": s3["secret"],
     }
-    return list(
-        lance.dataset(f"s3://{BUCKET}/{prefix}/chunks.lance", storage_options=options).to_table(columns=["id"]).column("id").to_pylist()
-    )
+    return lance.dataset(f"s3://{BUCKET}/{prefix}/chunks.lance", storage_options=options)
+
+
+def ids_in_bucket(s3: dict[str, str], prefix: str) -> list[str]:
+    return list(bucket_table(s3, prefix).to_table(columns=["id"]).column("id").to_pylist())
 
 
 def test_index_query_status_and_incremental_reindex_in_a_bucket(tmp_path: Path, s3: dict[str, str]) -> None:
@@ -170,16 +173,7 @@ def test_two_writers_on_two_machines_do_not_duplicate(tmp_path: Path, s3: dict[s
 
 
 def versions_in_bucket(s3: dict[str, str], prefix: str) -> list[int]:
-    import lance
-
-    options = {
-        "endpoint": s3["url"],
-        "region": "us-east-1",
-        "allow_http": "true",
-        "aws_access_key_id": s3["key"],
-        "aws_secret_access_key": s3["secret"],
-    }
-    return [int(v["version"]) for v in lance.dataset(f"s3://{BUCKET}/{prefix}/chunks.lance", storage_options=options).versions()]
+    return [int(v["version"]) for v in bucket_table(s3, prefix).versions()]
 
 
 def test_versions_another_machine_may_be_on_are_kept_for_the_grace(tmp_path: Path, s3: dict[str, str]) -> None:
