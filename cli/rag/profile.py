@@ -97,7 +97,7 @@ class AnnConfig:
     """Approximate dense search past min_rows (rag.store.ann): the index type and the query knobs that trade recall for speed."""
 
     mode: Literal["auto", "off"] = "auto"
-    kind: Literal["IVF_HNSW_SQ", "IVF_PQ"] = "IVF_HNSW_SQ"
+    kind: Literal["IVF_SQ", "IVF_HNSW_SQ", "IVF_PQ", "IVF_RQ"] = "IVF_SQ"
     min_rows: int = 100_000
     nprobes: int = 20
     refine_factor: int = 5

@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 
 VECTOR_COLUMN = "vector"
-INDEX_TYPES = ("IVF_HNSW_SQ", "IVF_PQ")
+INDEX_TYPES = ("IVF_SQ", "IVF_HNSW_SQ", "IVF_PQ", "IVF_RQ")
 RETRAIN_GROWTH = 2.0  # retrain once the table holds this many times the rows the index was trained on
-HNSW_PARTITION_ROWS = 100_000  # rows per IVF partition under HNSW: few partitions, each graph searched whole
-PQ_PARTITION_ROWS = 4_096  # rows per IVF partition under PQ (sqrt-ish at a million rows)
+# Rows per IVF partition. HNSW: few partitions, each graph searched whole. The scanned kinds (SQ, PQ, RQ): a
+# query reads nprobes partitions code by code, so their size is what a probe costs (docs/scale.md measured it).
+PARTITION_ROWS = {"IVF_HNSW_SQ": 100_000, "IVF_SQ": 1_000, "IVF_PQ": 4_096, "IVF_RQ": 1_000}
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class AnnSettings:
     """How big tables are searched (the profile's ``index.ann``)."""
 
     mode: str = "auto"  # auto: an index past min_rows; off: always exact
-    kind: str = "IVF_HNSW_SQ"
+    kind: str = "IVF_SQ"
     min_rows: int = 100_000
     nprobes: int = 20
     refine_factor: int = 5  # re-rank refine_factor * k candidates by their exact cosine
@@ -92,12 +93,12 @@ def needed(dataset: Any, settings: AnnSettings, trained: dict[str, Any] | None) 
 
 
 def partitions(kind: str, rows: int) -> int:
-    per = HNSW_PARTITION_ROWS if kind == "IVF_HNSW_SQ" else PQ_PARTITION_ROWS
-    return max(1, math.ceil(rows / per))
+    return max(1, math.ceil(rows / PARTITION_ROWS.get(kind, 4_096)))
 
 
-def build(dataset: Any, settings: AnnSettings) -> dict[str, Any]:
-    """Train and write the vector index over every row; returns what the meta records."""
+def build(dataset: Any, settings: AnnSettings, num_partitions: int | None = None) -> dict[str, Any]:
+    """Train and write the vector index over every row; returns what the meta records (``num_partitions``: the
+    bench's override of :func:`partitions`)."""
     rows = int(dataset.count_rows())
     extra: dict[str, Any] = {}
     if settings.kind == "IVF_PQ":
@@ -105,7 +106,12 @@ def build(dataset: Any, settings: AnnSettings) -> dict[str, Any]:
         extra["num_sub_vectors"] = next(s for s in (48, 32, 24, 16, 8, 4, 2, 1) if dim % s == 0)  # 8 dims per code or more
     started = time.perf_counter()
     dataset.create_index(
-        VECTOR_COLUMN, settings.kind, metric="cosine", num_partitions=partitions(settings.kind, rows), replace=True, **extra
+        VECTOR_COLUMN,
+        settings.kind,
+        metric="cosine",
+        num_partitions=num_partitions or partitions(settings.kind, rows),
+        replace=True,
+        **extra,
     )
     return {
         "type": settings.kind,
