@@ -42,9 +42,10 @@ class AnnSettings:
     def wants_index(self, rows: int) -> bool:
         return self.mode != "off" and rows >= self.min_rows
 
-    def query(self) -> dict[str, Any]:
-        """The knobs Lance's ``nearest`` takes for an indexed search."""
-        return {"nprobes": self.nprobes, "refine_factor": self.refine_factor, "ef": self.ef}
+    def query(self, k: int = 10) -> dict[str, Any]:
+        """The knobs Lance's ``nearest`` takes for an indexed search of the top ``k``. HNSW is asked for
+        ``refine_factor * k`` candidates and refuses an ``ef`` below that, so ``ef`` is raised to it."""
+        return {"nprobes": self.nprobes, "refine_factor": self.refine_factor, "ef": max(self.ef, k * max(1, self.refine_factor))}
 
 
 def find_index(dataset: Any) -> dict[str, Any] | None:
@@ -67,9 +68,11 @@ def vector_index(dataset: Any) -> dict[str, Any] | None:
         if VECTOR_COLUMN in index.field_names:
             stats = dataset.stats.index_stats(index.name)
             segments = stats.get("segments") or [{}]
+            kind = stats.get("index_type")
             return {
                 "name": index.name,
-                "type": stats.get("index_type"),
+                # N/A: trained on too few rows to hold any (PQ wants 256), every row still searched exactly
+                "type": index.index_type if kind in (None, "N/A") else kind,
                 "partitions": segments[0].get("num_partitions"),
                 "indexed_rows": int(stats.get("num_indexed_rows", 0)),
                 "unindexed_rows": int(stats.get("num_unindexed_rows", 0)),

@@ -110,7 +110,7 @@ class Snapshot:
                 "did the model behind it change? Re-index with: rag index --rebuild PATH"
             )
         if self.vector_index is not None:
-            return [self._lance_nearest(v, k, where, self.ann.query()) for v in vectors]
+            return [self._lance_nearest(v, k, where, self.ann.query(k)) for v in vectors]
         if where or self.count() > FLAT_MAX_ROWS:
             return [self._lance_nearest(v, k, where) for v in vectors]
         matrix = self._matrix()
