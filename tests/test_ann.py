@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from tests.clirun import rag, write
 
 TOPICS = ["volcanoes", "glaciers", "tides", "deserts", "comets", "auroras", "geysers", "lagoons", "monsoons", "caves"]
@@ -72,7 +71,9 @@ def test_each_kind_builds_answers_and_is_replaced_when_the_profile_changes_it(tm
     write(tmp_path / "rag.yaml", profile.format(kind=kind))
     assert rag("index", "docs", "--json", cwd=tmp_path).json()["maintenance"]["ann"] == "build"
     assert rag("status", "--json", cwd=tmp_path).json()["ann"]["type"] == kind
-    hits = rag("query", "tides station", "--mode", "dense", "--where", "source LIKE '%tides%'", "-k", "3", "--json", cwd=tmp_path).json()["hits"]
+    hits = rag("query", "tides station", "--mode", "dense", "--where", "source LIKE '%tides%'", "-k", "3", "--json", cwd=tmp_path).json()[
+        "hits"
+    ]
     assert len(hits) == 3 and all("tides" in h["source"] for h in hits)
     recall = rag("eval", "--ann-recall", "--json", "--min", "recall@10=0.9", cwd=tmp_path)
     assert recall.code == 0, recall.err

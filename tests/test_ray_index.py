@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,6 +63,30 @@ def test_ray_index_equals_a_local_index_and_honours_the_cache(tmp_path: Path, cl
     assert all(np.allclose(got[i], expected[i], atol=1e-5) for i in expected)
     hits = rag("query", "geysers auroras", "--json", cwd=tmp_path).json()["hits"]
     assert hits[0]["source"].endswith("doc5.md")
+
+
+def test_ray_reports_and_remembers_files_that_give_no_chunks_as_a_local_run_does(tmp_path: Path, cluster: None) -> None:
+    docs = tmp_path / "docs"
+    write(docs / "tides.md", "# Tides\n\nThe moon pulls the sea twice a day.\n")
+    write(docs / "empty.md", "")
+    write(docs / "scan.pdf", b"%PDF-1.4\n% no objects at all\n")  # unreadable
+    local = rag("index", "docs", "--json", cwd=tmp_path).json()
+    remembered = json.loads((tmp_path / ".rag" / "chunks.meta.json").read_text())["unindexed"]
+    assert sorted(remembered) == sorted(str((docs / n).resolve()) for n in ("empty.md", "scan.pdf"))
+    shutil.rmtree(tmp_path / ".rag")
+
+    first = rag("index", "docs", "--ray", "--json", cwd=tmp_path)
+    assert first.code == 0, first.err
+    assert first.err.startswith("warning: skipped docs/scan.pdf: corrupt or unreadable PDF")
+    report = first.json()
+    assert [(s["kind"], s["new"]) for s in report["skipped"]] == [(s["kind"], s["new"]) for s in local["skipped"]] == [("unreadable", True)]
+    assert report["files_empty"] == local["files_empty"] == 1
+    assert json.loads((tmp_path / ".rag" / "chunks.meta.json").read_text())["unindexed"] == remembered
+
+    # Unchanged since: not read again, still reported, no longer new.
+    again = rag("index", "docs", "--ray", "--json", cwd=tmp_path).json()
+    assert [(s["kind"], s["new"]) for s in again["skipped"]] == [("unreadable", False)]
+    assert (again["files_empty"], again["files_unchanged"], again["embedded_texts"]) == (1, 1, 0)
 
 
 def test_ray_without_ray_installed_says_how_to_install_it(tmp_path: Path) -> None:

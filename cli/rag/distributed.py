@@ -10,9 +10,10 @@ The driver (this process) walks the paths and decides what changed, as a local r
    fragments and commits once. A job that fails before that commit leaves the index exactly as it was; the
    vectors it computed are in the cache, so the re-run embeds nothing twice.
 
-Then the run is published and maintained as a local run is. What a local run does and this one does not:
-files that give no text are not remembered between runs (they are read again), and progress is reported per
-stage, not per file. Ray is an optional extra: ``pip install 'rag[ray]'``.
+Then the run is published and maintained as a local run is. Files left out (by the walk, unreadable on a
+worker, or with no text) are reported and remembered in the meta's ``unindexed`` as a local run does, so an
+unchanged one is not read again; an unreadable file keeps the chunks it had. What a local run does and this one
+does not: progress is reported per stage, not per file. Ray is an optional extra: ``pip install 'rag[ray]'``.
 """
 
 from __future__ import annotations
@@ -49,8 +50,11 @@ def require_ray() -> Any:
 # --------------------------------------------------------------------------- what runs on the workers
 
 
-def chunk_file(item: dict[str, Any], profile: Profile) -> list[dict[str, Any]]:
-    """One changed file as chunk rows without vectors (none when it cannot be read or has no text)."""
+def chunk_file(item: dict[str, Any], profile: Profile) -> dict[str, Any]:
+    """One changed file: its chunk rows without vectors (pickled: one row per file keeps Ray Data's schema fixed),
+    or why it gave none (``kind`` unreadable or empty, as the local indexer records them)."""
+    import pickle
+
     from rag import loaders
     from rag.chunking import chunk_document, context_text, sha256
     from rag.indexer import chunk_settings
@@ -59,8 +63,9 @@ def chunk_file(item: dict[str, Any], profile: Profile) -> list[dict[str, Any]]:
     path = Path(item["path"])
     try:
         doc = loaders.load(path, path.read_bytes())
-    except (OSError, loaders.LoadError):
-        return []
+    except (OSError, loaders.LoadError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return {"path": item["path"], "kind": "unreadable", "reason": reason, "rows": pickle.dumps([])}
     doc.mtime = item["mtime"]
     out = []
     prefix = profile.embedding.document_prefix
@@ -69,7 +74,8 @@ def chunk_file(item: dict[str, Any], profile: Profile) -> list[dict[str, Any]]:
         row = rows.row(chunk, body, np.zeros(0, dtype=np.float32), doc)
         del row["vector"]
         out.append({**row, "embed_sha": sha256(prefix + body), "embed_text": prefix + body})
-    return out
+    kind = "" if doc.sections else "empty"
+    return {"path": item["path"], "kind": kind, "reason": "no text" if kind else "", "rows": pickle.dumps(out)}
 
 
 class EmbedActor:
@@ -118,8 +124,11 @@ def index_paths_ray(
     for path in paths:
         if not path.exists():
             raise SourceError(f"path not found: {path}; check the path you passed to rag index")
-    found = [f for f in walk(paths, profile.sources) if isinstance(f, Found)]
-    if not found:
+    found: list[Any] = []
+    skips: list[Any] = []
+    for item in walk(paths, profile.sources):
+        (found if isinstance(item, Found) else skips).append(item)
+    if not found and not skips:
         raise SourceError(f"nothing to index under {', '.join(map(str, paths))}")
     embedder = make_embedder(profile)
     info = embedding_record(embedder, profile)
@@ -135,17 +144,13 @@ def index_paths_ray(
         force = bool(meta) and meta.get("chunking") != settings.as_dict()
         states = store.latest().file_states() if store.exists() else {}
         roots = [str(p.resolve()).rstrip("/") for p in paths]
-        seen = {str(f.path) for f in found}
+        seen = {str(f.path) for f in found} | {str(s.path) for s in skips}
         gone = [s for s in states if any(s == r or s.startswith(r + "/") for r in roots) and s not in seen]
-        changed = [
-            f
-            for f in found
-            if force or states.get(str(f.path)) is None or (states[str(f.path)].mtime, states[str(f.path)].size) != (f.mtime, f.size)
-        ]
-        report.files_seen, report.files_unchanged = len(found), len(found) - len(changed)
+        plan = _Plan(report, states, dict(meta.get("unindexed") or {}), roots, seen)
+        changed = plan.changed(found, skips, force)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         n = max(1, min(workers or cpus, cpus))
-        chunks = _chunk(ray, profile, changed, n)
+        chunks = plan.results(_chunk(ray, profile, changed, n))
         dim = embedder.dimensions or (meta.get("embedding") or {}).get("dimensions")
         cache = open_cache(store.root / "embed-cache.sqlite", cache_key(embedder, profile), dim, lambda _m: None)
         try:
@@ -159,15 +164,16 @@ def index_paths_ray(
         finally:
             cache.close()
         dim = dim or (len(next(iter(vectors.values()))) if vectors else None)
-        old_ids = store.latest().ids_of([str(f.path) for f in changed if str(f.path) in states] + gone) if states else set()
-        if dim and (chunks or gone):
+        replaced = [str(f.path) for f in changed if str(f.path) in states and str(f.path) not in plan.kept]
+        old_ids = store.latest().ids_of(replaced + gone) if states else set()
+        if dim and (chunks or gone or replaced):
             store.create(dim, {"embedding": {**info, "dimensions": dim}, "chunking": settings.as_dict()})
-            _commit(store, chunks, vectors, [str(f.path) for f in changed] + gone, dim)
+            _commit(store, chunks, vectors, [str(f.path) for f in changed if str(f.path) not in plan.kept] + gone, dim)
             report.committed = True
         new_ids = {c["id"] for c in chunks}
         report.files_indexed, report.files_deleted = len({c["source"] for c in chunks}), len(gone)
         report.chunks_added, report.chunks_removed = len(new_ids - old_ids), len(old_ids - new_ids)
-        _finish(store, profile, settings, info, dim, report)
+        _finish(store, profile, settings, info, dim, report, plan.unindexed)
         if store.exists():
             update_calibration(store, embedder, changed=report.chunks_added + report.chunks_removed, warn=lambda _m: None)
         report.embedding = {**info, "dimensions": dim}
@@ -210,13 +216,82 @@ def _quiet_stderr() -> Iterator[None]:
 
 
 def _chunk(ray: Any, profile: Profile, changed: list[Any], workers: int) -> list[dict[str, Any]]:
+    """:func:`chunk_file` over the changed files on the cluster: one result per file."""
     if not changed:
         return []
     items = [{"path": str(f.path), "mtime": f.mtime} for f in changed]
     ds = ray.data.from_items(items, override_num_blocks=min(len(items), workers * 4))
     with _quiet_stderr():
-        rows = ds.flat_map(chunk_file, fn_kwargs={"profile": profile}, compute=ray.data.TaskPoolStrategy(size=workers)).take_all()
-    return sorted(rows, key=lambda r: (r["source"], r["ordinal"]))
+        return list(ds.map(chunk_file, fn_kwargs={"profile": profile}, compute=ray.data.TaskPoolStrategy(size=workers)).take_all())
+
+
+class _Plan:
+    """Which files this run reads, and which it leaves out, as the local indexer decides (rag.indexer): files the
+    walk skipped, files remembered in the meta's ``unindexed`` as giving no chunks and unchanged since (not read
+    again), and, once read on the cluster, unreadable files (their old chunks kept) and files with no text."""
+
+    def __init__(self, report: Any, states: dict[str, Any], known: dict[str, Any], roots: list[str], seen: set[str]) -> None:
+        self.report, self.states, self.known = report, states, known
+
+        def under(path: str) -> bool:
+            return any(path == r or path.startswith(r + "/") for r in roots)
+
+        self.unindexed = {p: v for p, v in known.items() if not under(p) or p in seen}
+        self.kept: set[str] = set()  # unreadable this run: the chunks of its last readable version stay
+        self.mtimes: dict[str, tuple[float, int]] = {}
+
+    def changed(self, found: list[Any], skips: list[Any], force: bool) -> list[Any]:
+        from rag.events import Silent
+
+        changed, remembered = [], 0
+        for f in found:
+            path, state = str(f.path), self.states.get(str(f.path))
+            if not force and state is not None and (state.mtime, state.size) == (f.mtime, f.size):
+                continue
+            note = self.known.get(path)
+            if state is None and note and not force and (note["mtime"], note["size"]) == (f.mtime, f.size):
+                if note["kind"] == "empty":  # gave no chunks last time and is unchanged: not read again
+                    self.report.files_empty += 1
+                else:
+                    self.report.skip(path, note["reason"], note["kind"], self.known, Silent())
+                remembered += 1
+                continue
+            changed.append(f)
+            self.mtimes[path] = (f.mtime, f.size)
+        for skip in skips:
+            path = str(skip.path)
+            kept = self.states.get(path)
+            note = f"; kept its {kept.chunks} chunks from the last run" if kept else ""
+            self.report.skip(path, skip.reason + note, skip.kind, self.known, Silent())
+            self.unindexed[path] = {"mtime": 0.0, "size": -1, "reason": skip.reason, "kind": skip.kind}
+        self.report.files_seen = len(found) + len(skips)
+        self.report.files_unchanged = len(found) - len(changed) - remembered
+        return changed
+
+    def results(self, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The chunk rows of the files read on the cluster; the files that gave none are reported and remembered."""
+        import pickle
+
+        from rag.events import Silent
+
+        rows: list[dict[str, Any]] = []
+        for result in files:
+            path, kind, reason = result["path"], result["kind"], result["reason"]
+            mtime, size = self.mtimes[path]
+            self.unindexed.pop(path, None)
+            if kind == "unreadable":
+                kept = self.states.get(path)
+                note = f"; kept its {kept.chunks} chunks from the last run" if kept else ""
+                self.report.skip(path, reason + note, kind, self.known, Silent())
+                if kept:
+                    self.kept.add(path)
+                else:
+                    self.unindexed[path] = {"mtime": mtime, "size": size, "reason": reason, "kind": kind}
+            elif kind == "empty":
+                self.unindexed[path] = {"mtime": mtime, "size": size, "reason": reason, "kind": kind}
+                self.report.files_empty += 1
+            rows.extend(pickle.loads(result["rows"]))
+        return sorted(rows, key=lambda r: (r["source"], r["ordinal"]))
 
 
 def _embed(ray: Any, profile: Profile, misses: dict[str, str], workers: int) -> Iterator[tuple[str, np.ndarray]]:
@@ -259,8 +334,10 @@ def _commit(store: Any, chunks: list[dict[str, Any]], vectors: dict[str, np.ndar
     builder.execute(reader)
 
 
-def _finish(store: Any, profile: Profile, settings: Any, info: dict[str, Any], dim: int | None, report: Any) -> None:
-    """Publish, maintain, and record the run, as a local run does."""
+def _finish(
+    store: Any, profile: Profile, settings: Any, info: dict[str, Any], dim: int | None, report: Any, unindexed: dict[str, Any]
+) -> None:
+    """Publish, maintain, and record the run (with the files that gave no chunks), as a local run does."""
     from rag.store.maintenance import Upkeep, maintain, needed, record
 
     if not store.exists():
@@ -286,6 +363,7 @@ def _finish(store: Any, profile: Profile, settings: Any, info: dict[str, Any], d
     record(meta, upkeep)
     meta["chunking"] = settings.as_dict()
     meta["embedding"] = {**(meta.get("embedding") or {}), **info, "dimensions": dim}
+    meta["unindexed"] = unindexed
     store.write_meta(meta)
     report.maintenance = upkeep.as_dict()
     report.chunks_total = store.published().count()
