@@ -25,7 +25,7 @@ INDEX_TYPES = ("IVF_SQ", "IVF_HNSW_SQ", "IVF_PQ", "IVF_RQ")
 RETRAIN_GROWTH = 2.0  # retrain once the table holds this many times the rows the index was trained on
 # Rows per IVF partition. HNSW: few partitions, each graph searched whole. The scanned kinds (SQ, PQ, RQ): a
 # query reads nprobes partitions code by code, so their size is what a probe costs (docs/scale.md measured it).
-PARTITION_ROWS = {"IVF_HNSW_SQ": 100_000, "IVF_SQ": 1_000, "IVF_PQ": 4_096, "IVF_RQ": 1_000}
+PARTITION_ROWS = {"IVF_HNSW_SQ": 100_000, "IVF_SQ": 4_096, "IVF_PQ": 4_096, "IVF_RQ": 4_096}
 
 
 @dataclass(frozen=True)
