@@ -164,4 +164,5 @@ def describe_ann(info: dict[str, Any]) -> str:
     rows = f" on {info['trained_rows']:,} rows" if info.get("trained_rows") else ""
     pending = f"; {info['unindexed_rows']:,} new rows searched exactly until the next rag index" if info.get("unindexed_rows") else ""
     q = info.get("query") or {}
-    return f"{info['type']} ({info.get('partitions')} partitions), trained {when}{rows}; nprobes {q.get('nprobes')}, refine {q.get('refine_factor')}{pending}"
+    parts = info.get("partitions")
+    return f"{info['type']} ({parts} partition{'' if parts == 1 else 's'}), trained {when}{rows}; nprobes {q.get('nprobes')}, refine {q.get('refine_factor')}{pending}"
