@@ -90,3 +90,57 @@ def test_an_unknown_kind_is_one_line_naming_the_choices(tmp_path: Path) -> None:
     result = rag("status", cwd=tmp_path)
     assert result.code != 0 and "Traceback" not in result.err
     assert "IVF_SQ" in result.err and len(result.err.strip().splitlines()) == 1
+
+
+def clustered_table(path: Path, rows: int = 12_000, dim: int = 32, centres: int = 64) -> object:
+    """A Lance table of unit vectors around ``centres`` random centres (the shape real embeddings have)."""
+    import lance
+    import numpy as np
+    import pyarrow as pa
+
+    rng = np.random.default_rng(7)
+    middle = rng.normal(size=(centres, dim))
+    vectors = middle[rng.integers(0, centres, rows)] + 2.0 * rng.normal(size=(rows, dim))  # clusters that overlap
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    table = pa.table({"id": [f"c{i}" for i in range(rows)], "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), dim)})
+    return lance.write_dataset(table, str(path))
+
+
+@pytest.mark.parametrize("target", [0.6, 0.9])
+def test_tuning_picks_the_fewest_probes_that_hold_the_target_recall(tmp_path: Path, target: float) -> None:
+    """rag.store.ann.tune on a real Lance index: the recall it records is reached at the nprobes it records, not at
+    the step below, and queries of that version use it unless the profile sets nprobes."""
+    from rag.store import ann
+
+    dataset = clustered_table(tmp_path / "t.lance")
+    settings = ann.AnnSettings(kind="IVF_SQ", refine_factor=1, target_recall=target)
+    ann.build(dataset, settings, num_partitions=32)
+    import lance
+
+    tuned = ann.tune(lance.dataset(str(tmp_path / "t.lance")), settings)
+    dataset = lance.dataset(str(tmp_path / "t.lance"))
+    assert tuned["recall"] >= target and ann.tuned_nprobes(dataset) == tuned["nprobes"]
+    assert 1 < tuned["nprobes"] < 32  # clusters spread over partitions: neither one probe nor all of them
+    assert _recall(dataset, settings) == pytest.approx(tuned["recall"], abs=1e-4)
+    below = max(p for p in ann.PROBE_STEPS if p < tuned["nprobes"])
+    dataset.update_config({ann.TUNED: str(below)})  # the step below the tuned one misses the target
+    assert _recall(lance.dataset(str(tmp_path / "t.lance")), settings) < target
+    assert settings.query(10, tuned["nprobes"])["nprobes"] == tuned["nprobes"]
+    assert ann.AnnSettings(nprobes=7).query(10, tuned["nprobes"])["nprobes"] == 7  # the profile's number wins
+    unreachable = ann.tune(dataset, ann.AnnSettings(kind="IVF_SQ", refine_factor=1, target_recall=1.01))
+    assert unreachable["nprobes"] == 32  # probes every partition
+
+
+def _recall(dataset: object, settings: object) -> float:
+    """Recall@10 at the nprobes recorded in the table, the way tune measures it (a second, independent count)."""
+    import numpy as np
+
+    from rag.store import ann
+
+    queries, ids = ann._sample(dataset, 100)
+    exact = ann._exact_top(dataset, queries, ids, 10)
+    knobs = {**settings.query(11, ann.tuned_nprobes(dataset))}  # type: ignore[attr-defined]
+    found = [
+        ann._ids(dataset.to_table(columns=["id"], nearest=ann._nearest(q, 11, knobs)), own, 10) for q, own in zip(queries, ids, strict=True)
+    ]  # type: ignore[attr-defined]
+    return float(np.mean([len(set(f) & e) / len(e) for f, e in zip(found, exact, strict=True)]))

@@ -99,9 +99,10 @@ class AnnConfig:
     mode: Literal["auto", "off"] = "auto"
     kind: Literal["IVF_SQ", "IVF_HNSW_SQ", "IVF_PQ", "IVF_RQ"] = "IVF_SQ"
     min_rows: int = 100_000
-    nprobes: int = 20
+    nprobes: int | None = None  # None: tuned at each build to hold target_recall
     refine_factor: int = 5
     ef: int = 100
+    target_recall: float = 0.95
 
 
 @dataclass
@@ -574,7 +575,8 @@ def _check(p: Profile) -> None:
             "must be at least 2 (a query may still be reading the generation before the live one)",
         ),
         (p.index.ann.min_rows >= 1, "index.ann.min_rows", "must be at least 1"),
-        (p.index.ann.nprobes >= 1, "index.ann.nprobes", "must be at least 1"),
+        (p.index.ann.nprobes is None or p.index.ann.nprobes >= 1, "index.ann.nprobes", "must be at least 1, or null (tuned)"),
+        (0 < p.index.ann.target_recall <= 1, "index.ann.target_recall", "must be in (0, 1]"),
         (p.index.ann.refine_factor >= 1, "index.ann.refine_factor", "must be at least 1"),
         (p.index.ann.ef >= 1, "index.ann.ef", "must be at least 1"),
         (p.http.backoff_base >= 0, "http.backoff_base", "must be at least 0"),

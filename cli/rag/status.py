@@ -49,7 +49,8 @@ def ann_status(snapshot: Snapshot, meta: dict[str, Any]) -> dict[str, Any]:
         **index,
         "trained_at": trained.get("trained_at"),
         "trained_rows": trained.get("trained_rows"),
-        "query": snapshot.ann.query(),
+        "tuned": {"nprobes": trained["nprobes"], "recall": trained.get("recall")} if trained.get("nprobes") else None,
+        "query": snapshot.ann_knobs(),
     }
 
 

@@ -41,4 +41,4 @@ def store_location(profile: Profile) -> Location:
 
 def ann_settings(profile: Profile) -> AnnSettings:
     a = profile.index.ann
-    return AnnSettings(a.mode, a.kind, a.min_rows, a.nprobes, a.refine_factor, a.ef)
+    return AnnSettings(a.mode, a.kind, a.min_rows, a.nprobes, a.refine_factor, a.ef, a.target_recall)

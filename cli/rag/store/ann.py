@@ -9,6 +9,12 @@ Keeping it current: rows added since training are folded into the index by ``opt
 rows not yet folded in are still searched, exactly, by Lance). The centroids are trained once; when the table
 has grown :data:`RETRAIN_GROWTH` times past the rows they were trained on, the index is trained again. When it
 was trained is recorded in the meta (``ann``) and shown by ``rag status``.
+
+Tuned, not guessed: how many partitions a query must probe to hold recall depends on the data and on the
+table's size (20 of 25 at 100k, 10 of 245 at 1M in docs/scale.md). So after each build :func:`tune` measures
+recall@10 against exact search on a sample of the table's own vectors, for growing ``nprobes``, and records the
+fewest that reach ``target_recall`` in the table's config (it travels with the version). Queries use it unless
+the profile sets ``nprobes``.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ RETRAIN_GROWTH = 2.0  # retrain once the table holds this many times the rows th
 # Rows per IVF partition. HNSW: few partitions, each graph searched whole. The scanned kinds (SQ, PQ, RQ): a
 # query reads nprobes partitions code by code, so their size is what a probe costs (docs/scale.md measured it).
 PARTITION_ROWS = {"IVF_HNSW_SQ": 100_000, "IVF_SQ": 4_096, "IVF_PQ": 4_096, "IVF_RQ": 4_096}
+DEFAULT_NPROBES = 20  # an index built before tuning, or one that could not be tuned
+TUNED = "rag.ann.nprobes"  # the table config key holding the tuned nprobes
+PROBE_STEPS = (1, 2, 4, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 
 
 @dataclass(frozen=True)
@@ -35,17 +44,23 @@ class AnnSettings:
     mode: str = "auto"  # auto: an index past min_rows; off: always exact
     kind: str = "IVF_SQ"
     min_rows: int = 100_000
-    nprobes: int = 20
+    nprobes: int | None = None  # None: what :func:`tune` measured for the index
     refine_factor: int = 5  # re-rank refine_factor * k candidates by their exact cosine
     ef: int = 100  # HNSW candidate list per partition
+    target_recall: float = 0.95  # what tune holds recall@10 to
 
     def wants_index(self, rows: int) -> bool:
         return self.mode != "off" and rows >= self.min_rows
 
-    def query(self, k: int = 10) -> dict[str, Any]:
-        """The knobs Lance's ``nearest`` takes for an indexed search of the top ``k``. HNSW is asked for
-        ``refine_factor * k`` candidates and refuses an ``ef`` below that, so ``ef`` is raised to it."""
-        return {"nprobes": self.nprobes, "refine_factor": self.refine_factor, "ef": max(self.ef, k * max(1, self.refine_factor))}
+    def query(self, k: int = 10, tuned: int | None = None) -> dict[str, Any]:
+        """The knobs Lance's ``nearest`` takes for an indexed search of the top ``k`` (``tuned``: the index's own
+        nprobes, used unless the profile sets one). HNSW is asked for ``refine_factor * k`` candidates and
+        refuses an ``ef`` below that, so ``ef`` is raised to it."""
+        return {
+            "nprobes": self.nprobes or tuned or DEFAULT_NPROBES,
+            "refine_factor": self.refine_factor,
+            "ef": max(self.ef, k * max(1, self.refine_factor)),
+        }
 
 
 def find_index(dataset: Any) -> dict[str, Any] | None:
@@ -124,6 +139,70 @@ def build(dataset: Any, settings: AnnSettings, num_partitions: int | None = None
     }
 
 
+def tuned_nprobes(dataset: Any) -> int | None:
+    """The nprobes :func:`tune` recorded for this version's index, if any."""
+    value = (dataset.config() or {}).get(TUNED)
+    return int(value) if value and str(value).isdigit() else None
+
+
+def tune(dataset: Any, settings: AnnSettings, k: int = 10, samples: int = 100) -> dict[str, Any]:
+    """The fewest ``nprobes`` whose recall@k against exact search, over ``samples`` of the table's own vectors,
+    reaches ``settings.target_recall`` (all partitions if none does); recorded in the table's config."""
+    started = time.perf_counter()
+    index = vector_index(dataset)
+    parts = int((index or {}).get("partitions") or 1)
+    queries, ids = _sample(dataset, samples)
+    exact = _exact_top(dataset, queries, ids, k)
+    recall, chosen = 0.0, parts
+    for n in [p for p in PROBE_STEPS if p < parts] + [parts]:
+        knobs = {**settings.query(k + 1, n), "nprobes": n}  # k + 1: the query's own row is among the hits
+        found = [
+            _ids(dataset.to_table(columns=["id"], nearest=_nearest(q, k + 1, knobs)), own, k) for q, own in zip(queries, ids, strict=True)
+        ]
+        recall = float(np.mean([len(set(f) & e) / len(e) for f, e in zip(found, exact, strict=True) if e])) if exact else 1.0
+        if recall >= settings.target_recall:
+            chosen = n
+            break
+    dataset.update_config({TUNED: str(chosen)})
+    return {"nprobes": chosen, "recall": round(recall, 4), "tune_seconds": round(time.perf_counter() - started, 2)}
+
+
+def _sample(dataset: Any, samples: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    count = int(dataset.count_rows())
+    offsets = sorted(np.random.default_rng(seed).choice(count, size=min(samples, count), replace=False).tolist()) if count else []
+    table = dataset.take(offsets, columns=["id", VECTOR_COLUMN])
+    return _unit(table.column(VECTOR_COLUMN)), [str(i) for i in table.column("id").to_pylist()]
+
+
+def _unit(column: Any) -> np.ndarray:
+    column = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    matrix = flat.reshape(len(column), -1) if len(column) else np.zeros((0, 1), dtype=np.float32)
+    return np.asarray(matrix / np.clip(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12, None))
+
+
+def _exact_top(dataset: Any, queries: np.ndarray, own: list[str], k: int) -> list[set[str]]:
+    """Each query's exact top ``k`` by cosine (its own row left out), in one streamed pass over the table."""
+    best = np.full((len(queries), 0), -np.inf, dtype=np.float32)
+    best_ids = np.empty((len(queries), 0), dtype=object)
+    for batch in dataset.to_batches(columns=["id", VECTOR_COLUMN], batch_size=65_536):
+        scores = queries @ _unit(batch.column(VECTOR_COLUMN)).T
+        ids = np.asarray(batch.column("id").to_pylist(), dtype=object)
+        merged = np.concatenate([best, scores], axis=1)
+        merged_ids = np.concatenate([best_ids, np.broadcast_to(ids, scores.shape)], axis=1)
+        keep = np.argsort(-merged, axis=1)[:, : k + 1]
+        best, best_ids = np.take_along_axis(merged, keep, axis=1), np.take_along_axis(merged_ids, keep, axis=1)
+    return [set([str(i) for i in row if i != me][:k]) for row, me in zip(best_ids, own, strict=True)]
+
+
+def _nearest(vector: np.ndarray, k: int, knobs: dict[str, Any]) -> dict[str, Any]:
+    return {"column": VECTOR_COLUMN, "q": vector.tolist(), "k": k, "metric": "cosine", **knobs}
+
+
+def _ids(table: Any, own: str, k: int) -> list[str]:
+    return [str(i) for i in table.column("id").to_pylist() if i != own][:k]
+
+
 def update(dataset: Any) -> None:
     """Fold rows added since the last build into the index (same centroids)."""
     dataset.optimize.optimize_indices()
@@ -165,4 +244,8 @@ def describe_ann(info: dict[str, Any]) -> str:
     pending = f"; {info['unindexed_rows']:,} new rows searched exactly until the next rag index" if info.get("unindexed_rows") else ""
     q = info.get("query") or {}
     parts = info.get("partitions")
-    return f"{info['type']} ({parts} partition{'' if parts == 1 else 's'}), trained {when}{rows}; nprobes {q.get('nprobes')}, refine {q.get('refine_factor')}{pending}"
+    tuned = info.get("tuned") or {}
+    probes = f"nprobes {q.get('nprobes')}"
+    if tuned.get("nprobes") == q.get("nprobes") and tuned.get("recall") is not None:
+        probes += f" (tuned: recall@10 {tuned['recall']:.2f})"
+    return f"{info['type']} ({parts} partition{'' if parts == 1 else 's'}), trained {when}{rows}; {probes}, refine {q.get('refine_factor')}{pending}"

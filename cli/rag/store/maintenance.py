@@ -154,6 +154,7 @@ def _ann(store: Store, upkeep: Upkeep, keep: set[int]) -> None:
     action = ann.needed(ds, store.ann, store.meta().get("ann"))
     if action in ("build", "retrain"):
         upkeep.ann_trained = ann.build(ds, store.ann)
+        upkeep.ann_trained.update(ann.tune(store.latest().dataset, store.ann))
     elif action == "update":
         ann.update(ds)
     elif action == "drop":

@@ -17,7 +17,7 @@ import numpy as np
 
 from rag.documents import Hit
 from rag.errors import StoreError, UsageError
-from rag.store.ann import AnnSettings, find_index
+from rag.store.ann import AnnSettings, find_index, tuned_nprobes
 from rag.store.schema import FILE_COLUMNS, FTS_COLUMN, HIT_COLUMNS, hit, sql_in
 
 _RUST_FRAME = re.compile(r",? /\S+\.rs:\d+:\d+")
@@ -90,6 +90,10 @@ class Snapshot:
             self._vector_index = find_index(self.dataset) if self.ann.mode != "off" else None
         return self._vector_index  # type: ignore[return-value]
 
+    def ann_knobs(self, k: int = 10) -> dict[str, Any]:
+        """The query knobs for this version's ANN index: the profile's, with the nprobes tuned at its build."""
+        return self.ann.query(k, tuned_nprobes(self.dataset))
+
     # ------------------------------------------------------------------ searches
 
     def nearest(self, vector: list[float], k: int, where: str | None = None) -> list[Hit]:
@@ -110,7 +114,8 @@ class Snapshot:
                 "did the model behind it change? Re-index with: rag index --rebuild PATH"
             )
         if self.vector_index is not None:
-            return [self._lance_nearest(v, k, where, self.ann.query(k)) for v in vectors]
+            knobs = self.ann_knobs(k)
+            return [self._lance_nearest(v, k, where, knobs) for v in vectors]
         if where or self.count() > FLAT_MAX_ROWS:
             return [self._lance_nearest(v, k, where) for v in vectors]
         matrix = self._matrix()
