@@ -106,9 +106,9 @@ def clustered_table(path: Path, rows: int = 12_000, dim: int = 32, centres: int 
     return lance.write_dataset(table, str(path))
 
 
-@pytest.mark.parametrize("target", [0.6, 0.9])
+@pytest.mark.parametrize("target", [0.4, 0.8])
 def test_tuning_picks_the_fewest_probes_that_hold_the_target_recall(tmp_path: Path, target: float) -> None:
-    """rag.store.ann.tune on a real Lance index: the recall it records is reached at the nprobes it records, not at
+    """rag.store.ann.tune on a real Lance index: the recall it aims at is reached at the nprobes it records, not at
     the step below, and queries of that version use it unless the profile sets nprobes."""
     from rag.store import ann
 
@@ -119,12 +119,13 @@ def test_tuning_picks_the_fewest_probes_that_hold_the_target_recall(tmp_path: Pa
 
     tuned = ann.tune(lance.dataset(str(tmp_path / "t.lance")), settings)
     dataset = lance.dataset(str(tmp_path / "t.lance"))
-    assert tuned["recall"] >= target and ann.tuned_nprobes(dataset) == tuned["nprobes"]
+    assert tuned["aim"] == pytest.approx(1 - (1 - target) / 2)  # a stored vector is an easier query than a real one
+    assert tuned["recall"] >= tuned["aim"] and ann.tuned_nprobes(dataset) == tuned["nprobes"]
     assert 1 < tuned["nprobes"] < 32  # clusters spread over partitions: neither one probe nor all of them
     assert _recall(dataset, settings) == pytest.approx(tuned["recall"], abs=1e-4)
     below = max(p for p in ann.PROBE_STEPS if p < tuned["nprobes"])
     dataset.update_config({ann.TUNED: str(below)})  # the step below the tuned one misses the target
-    assert _recall(lance.dataset(str(tmp_path / "t.lance")), settings) < target
+    assert _recall(lance.dataset(str(tmp_path / "t.lance")), settings) < tuned["aim"]
     assert settings.query(10, tuned["nprobes"])["nprobes"] == tuned["nprobes"]
     assert ann.AnnSettings(nprobes=7).query(10, tuned["nprobes"])["nprobes"] == 7  # the profile's number wins
     unreachable = ann.tune(dataset, ann.AnnSettings(kind="IVF_SQ", refine_factor=1, target_recall=1.01))

@@ -13,8 +13,10 @@ was trained is recorded in the meta (``ann``) and shown by ``rag status``.
 Tuned, not guessed: how many partitions a query must probe to hold recall depends on the data and on the
 table's size (20 of 25 at 100k, 10 of 245 at 1M in docs/scale.md). So after each build :func:`tune` measures
 recall@10 against exact search on a sample of the table's own vectors, for growing ``nprobes``, and records the
-fewest that reach ``target_recall`` in the table's config (it travels with the version). Queries use it unless
-the profile sets ``nprobes``.
+fewest that reach the aim in the table's config (it travels with the version). Queries use it unless the
+profile sets ``nprobes``. A stored vector is an easier query than a real one (it sits in its cluster; a query
+does not): at 1M the own vectors gave 0.962 at 6 probes where held-out queries gave 0.926. So the aim is
+halfway from ``target_recall`` to 1 (0.975 for 0.95), which took 12 probes there and 0.96 on held-out queries.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ RETRAIN_GROWTH = 2.0  # retrain once the table holds this many times the rows th
 PARTITION_ROWS = {"IVF_HNSW_SQ": 100_000, "IVF_SQ": 4_096, "IVF_PQ": 4_096, "IVF_RQ": 4_096}
 DEFAULT_NPROBES = 20  # an index built before tuning, or one that could not be tuned
 TUNED = "rag.ann.nprobes"  # the table config key holding the tuned nprobes
+MARGIN = 0.5  # the share of target_recall's shortfall from 1 that tuning keeps in reserve
 PROBE_STEPS = (1, 2, 4, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 
 
@@ -147,12 +150,13 @@ def tuned_nprobes(dataset: Any) -> int | None:
 
 def tune(dataset: Any, settings: AnnSettings, k: int = 10, samples: int = 100) -> dict[str, Any]:
     """The fewest ``nprobes`` whose recall@k against exact search, over ``samples`` of the table's own vectors,
-    reaches ``settings.target_recall`` (all partitions if none does); recorded in the table's config."""
+    reaches the aim (``target_recall`` plus the margin; all partitions if none does); recorded in the table's config."""
     started = time.perf_counter()
     index = vector_index(dataset)
     parts = int((index or {}).get("partitions") or 1)
     queries, ids = _sample(dataset, samples)
     exact = _exact_top(dataset, queries, ids, k)
+    aim = 1 - (1 - settings.target_recall) * MARGIN
     recall, chosen = 0.0, parts
     for n in [p for p in PROBE_STEPS if p < parts] + [parts]:
         knobs = {**settings.query(k + 1, n), "nprobes": n}  # k + 1: the query's own row is among the hits
@@ -160,11 +164,11 @@ def tune(dataset: Any, settings: AnnSettings, k: int = 10, samples: int = 100) -
             _ids(dataset.to_table(columns=["id"], nearest=_nearest(q, k + 1, knobs)), own, k) for q, own in zip(queries, ids, strict=True)
         ]
         recall = float(np.mean([len(set(f) & e) / len(e) for f, e in zip(found, exact, strict=True) if e])) if exact else 1.0
-        if recall >= settings.target_recall:
+        if recall >= aim:
             chosen = n
             break
     dataset.update_config({TUNED: str(chosen)})
-    return {"nprobes": chosen, "recall": round(recall, 4), "tune_seconds": round(time.perf_counter() - started, 2)}
+    return {"nprobes": chosen, "recall": round(recall, 4), "aim": round(aim, 4), "tune_seconds": round(time.perf_counter() - started, 2)}
 
 
 def _sample(dataset: Any, samples: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
