@@ -226,7 +226,7 @@ def build_or_reuse(folder: Path, kind: str, plan: Plan) -> None:
     parts = index["partitions"] if index else "?"
     print(
         f"  {kind} ({parts} partitions): built in {built['build_seconds']:.1f} s, tuned in {built['tune_seconds']:.1f} s "
-        f"(nprobes {built['nprobes']}: recall@10 {built['recall']:.3f} on its own vectors) · peak RSS {built['peak_rss_mb']:,} MB ({load()})"
+        f"(nprobes {built['nprobes']}: recall@10 {built['recall']:.3f} on its tuning queries) · peak RSS {built['peak_rss_mb']:,} MB ({load()})"
     )
 
 
