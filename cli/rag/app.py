@@ -11,6 +11,11 @@ import logging
 import os
 import sys
 
+# rag's matrix products are small (a batch of queries against the vectors in memory), and OpenBLAS's worker
+# threads spin for a while after each one: a quarter of the CPU of `rag query -`, taken from the model.
+# Read once, when numpy first loads (never before this module).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import typer
 
 from rag import __version__

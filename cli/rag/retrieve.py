@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 
 import numpy as np
 
-from rag import threads
 from rag.documents import Hit
 from rag.embed import EmbedService, embedding_record
 from rag.errors import ModelMismatchError, UsageError
-from rag.fusion import best_per_group, rrf, zscore
+from rag.fusion import Ranking, best_per_group, rrf, zscore
 from rag.profile import RETRIEVAL_MODES, Profile, RetrievalConfig
 from rag.providers import make_embedder
 from rag.providers.base import Embedder, Usage, Vectors
@@ -78,18 +78,9 @@ class Retriever:
             log.warning(
                 "%s has no full-text index yet (rag index stopped before building it): dense results only; run rag index", self.store.root
             )
-        # The model embeds the batch in its threads while full text runs here: both release the GIL.
-        with threads.pool(1, "rag-query-embed") as pool:
-            embedding = pool.submit(self.embed_queries, queries)
-            fts = [self.snapshot.full_text(q, depth, where) if self.snapshot.has_fts else [] for q in queries]
-            vectors = threads.result(embedding)
-        dense = self.snapshot.nearest_many(vectors, depth, where)
-        return [self._hybrid(d, f, v, top_k) for d, f, v in zip(dense, fts, vectors, strict=True)]
+        from rag.hybrid import hybrid_many
 
-    def _hybrid(self, dense: list[Hit], fts: list[Hit], vector: Vectors, top_k: int) -> list[Hit]:
-        hits = fuse_hits(dense, fts, self.profile.retrieval)[:top_k]
-        self._fill_cosine([h for h in hits if "dense" not in h.scores], vector)
-        return hits
+        return hybrid_many(self, queries, top_k, depth, where)
 
     def _fill_cosine(self, hits: list[Hit], vector: Vectors) -> None:
         """Give hits found only by full text their cosine too, so one threshold applies to every hybrid hit.
@@ -132,15 +123,8 @@ def fuse_hits(dense: list[Hit], fts: list[Hit], config: RetrievalConfig) -> list
             by_id[h.id].scores.update(h.scores)
         else:
             by_id[h.id] = h
-    rankings = {"dense": [(h.id, h.scores["dense"]) for h in dense], "fts": [(h.id, h.scores["fts"]) for h in fts]}
-    fused = _fuse(rankings, config)
-    if config.aggregate != "chunk":
-        group = {i: _group(h, config.aggregate) for i, h in by_id.items()}
-        best: dict[str, str] = {}
-        for chunk_id, _ in fused:  # each group's best chunk by the chunk-level fusion
-            best.setdefault(group[chunk_id], chunk_id)
-        grouped = _fuse({name: best_per_group(ranked, group) for name, ranked in rankings.items()}, config)
-        fused = [(best[key], score) for key, score in grouped]
+    group = {i: _group(h, config.aggregate) for i, h in by_id.items()} if config.aggregate != "chunk" else {}
+    fused = fuse_ranked([(h.id, h.scores["dense"]) for h in dense], [(h.id, h.scores["fts"]) for h in fts], config, group)
     hits = []
     for rank, (chunk_id, score) in enumerate(fused, start=1):
         hit = by_id[chunk_id]
@@ -150,7 +134,23 @@ def fuse_hits(dense: list[Hit], fts: list[Hit], config: RetrievalConfig) -> list
     return hits
 
 
-def _fuse(rankings: dict[str, list[tuple[str, float]]], config: RetrievalConfig) -> list[tuple[str, float]]:
+def fuse_ranked(dense: Ranking, fts: Ranking, config: RetrievalConfig, group: Mapping[str, str]) -> list[tuple[str, float]]:
+    """:func:`fuse_hits` on (chunk id, score) alone: fused (chunk id, score), best first.
+
+    ``group`` maps each chunk id to its section or document key; only read when ``config.aggregate`` is not chunk.
+    """
+    rankings = {"dense": dense, "fts": fts}
+    fused = _fuse(rankings, config)
+    if config.aggregate != "chunk":
+        best: dict[str, str] = {}
+        for chunk_id, _ in fused:  # each group's best chunk by the chunk-level fusion
+            best.setdefault(group[chunk_id], chunk_id)
+        grouped = _fuse({name: best_per_group(ranked, group) for name, ranked in rankings.items()}, config)
+        fused = [(best[key], score) for key, score in grouped]
+    return fused
+
+
+def _fuse(rankings: Mapping[str, Ranking], config: RetrievalConfig) -> list[tuple[str, float]]:
     weights = config.weights or None
     if config.fusion == "rrf":
         return rrf({name: [i for i, _ in ranked] for name, ranked in rankings.items()}, k=config.rrf_k, weights=weights)
@@ -158,7 +158,12 @@ def _fuse(rankings: dict[str, list[tuple[str, float]]], config: RetrievalConfig)
 
 
 def _group(hit: Hit, level: str) -> str:
-    return hit.source if level == "document" else f"{hit.source}\x00{hit.heading}"
+    return group_key(hit.source, hit.heading, level)
+
+
+def group_key(source: str, heading: str, level: str) -> str:
+    """The unit a chunk competes as when ``retrieval.aggregate`` is section or document."""
+    return source if level == "document" else f"{source}\x00{heading}"
 
 
 def validate_options(mode: str | None, top_k: int | None) -> None:
