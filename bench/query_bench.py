@@ -24,7 +24,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # ../shared/data/scifact-dev from the repo, or from a worktree one level deeper
-DATA = next((p / "shared/data/scifact-dev" for p in ROOT.parents if (p / "shared/data/scifact-dev").is_dir()), ROOT.parent / "shared/data/scifact-dev")
+DATA = next(
+    (p / "shared/data/scifact-dev" for p in ROOT.parents if (p / "shared/data/scifact-dev").is_dir()),
+    ROOT.parent / "shared/data/scifact-dev",
+)
 
 
 def timed(command: list[str], *, stdin: str | None = None, env: dict[str, str] | None = None) -> tuple[float, float, int, str]:

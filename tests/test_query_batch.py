@@ -25,7 +25,10 @@ def project(root: Path, aggregate: str) -> Path:
     for i in range(24):
         topic, other = TOPICS[i % len(TOPICS)], TOPICS[(i * 3 + 1) % len(TOPICS)]
         write(docs / f"note{i:02d}.md", f"# Note {i}\n\nA note on {topic}, day {i}.\n\n## Aside\n\nAlso {other}, seen {i} times.\n")
-    write(root / "rag.yaml", f"store:\n  uri: store\nchunking:\n  max_tokens: 16\n  overlap: 0\nretrieval:\n  candidates: 6\n  aggregate: {aggregate}\n")
+    write(
+        root / "rag.yaml",
+        f"store:\n  uri: store\nchunking:\n  max_tokens: 16\n  overlap: 0\nretrieval:\n  candidates: 6\n  aggregate: {aggregate}\n",
+    )
     assert rag("index", str(docs), cwd=root).code == 0
     return root / "rag.yaml"
 
