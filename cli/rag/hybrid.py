@@ -9,6 +9,7 @@ retriever per query) used to cost more than the searches themselves. The hits ar
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rag import threads
@@ -26,51 +27,64 @@ if TYPE_CHECKING:
 SLICE = 8  # queries per model call: the model embeds the next slice while this thread searches and fuses one
 
 
+@dataclass
+class _Fused:
+    """One query's fused ranking, before its rows are read."""
+
+    ranked: list[tuple[str, float]]
+    dense: dict[str, float]
+    fts: dict[str, float]
+    vector: Vectors
+
+
 def hybrid_many(retriever: Retriever, queries: list[str], top_k: int, depth: int, where: str | None) -> list[list[Hit]]:
     """The ``top_k`` fused hits of each query, from ``depth`` candidates per retriever.
 
     The queries go to the model in slices, all queued at once on one thread: while it embeds a slice, this
     thread runs full text for the next and fuses the last, so both cores stay busy (BM25, fusion and the
-    model all release the GIL or are short).
+    model all release the GIL or are short). The rows of every query's hits are read together at the end:
+    a read's cost is mostly per read, not per row.
     """
+    snapshot = retriever.snapshot
+    lean = snapshot.in_memory(where)  # otherwise a Lance search reads every candidate's row anyway
     slices = [queries[i : i + SLICE] for i in range(0, len(queries), SLICE)]
+    rows: dict[str, dict[str, Any]] = {}
+    fused: list[_Fused] = []
+    results: list[list[Hit]] = []
     embedder = threads.pool(1, "rag-query-embed")
     try:
         embedded = [embedder.submit(retriever.embed_queries, part) for part in slices]
-        results: list[list[Hit]] = []
         for part, vectors in zip(slices, embedded, strict=True):
-            results.extend(_search_slice(retriever, part, vectors, top_k, depth, where))
-        return results
+            if lean:
+                fused.extend(_fuse_slice(retriever, part, vectors, top_k, depth, rows))
+            else:
+                results.extend(_from_hits(retriever, part, vectors, top_k, depth, where))
     finally:
         embedder.shutdown(cancel_futures=True)
-
-
-def _search_slice(
-    retriever: Retriever, queries: list[str], embedding: Future[Vectors], top_k: int, depth: int, where: str | None
-) -> list[list[Hit]]:
-    snapshot = retriever.snapshot
-    lean = snapshot.in_memory(where)  # otherwise a Lance search reads every candidate's row anyway
-    search_fts = (snapshot.full_text_ids if lean else snapshot.full_text) if snapshot.has_fts else None
-    fts: list[Any] = [search_fts(q, depth, where) if search_fts else [] for q in queries]
-    vectors = threads.result(embedding)
     if not lean:
-        return _from_hits(retriever, fts, snapshot.nearest_many(vectors, depth, where), vectors, top_k)
+        return results
+    rows.update(snapshot.rows([i for f in fused for i, _ in f.ranked if i not in rows]))
+    for f in fused:
+        hits = _hits(f.ranked, f.dense, f.fts, rows)
+        retriever._fill_cosine([h for h in hits if "dense" not in h.scores], f.vector)
+        results.append(hits)
+    return results
+
+
+def _fuse_slice(
+    retriever: Retriever, queries: list[str], embedding: Future[Vectors], top_k: int, depth: int, rows: dict[str, dict[str, Any]]
+) -> list[_Fused]:
+    """Fused (chunk id, score) per query; ``rows`` gains every candidate's row when fusion groups by place."""
+    snapshot = retriever.snapshot
+    fts = [snapshot.full_text_ids(q, depth) if snapshot.has_fts else [] for q in queries]
+    vectors = threads.result(embedding)
     dense = snapshot.nearest_ids(vectors, depth)
     config = retriever.profile.retrieval
     groups: dict[str, str] = {}
-    rows: dict[str, dict[str, Any]] = {}
     if config.aggregate != "chunk":  # fusion groups chunks by place: every candidate's row is needed
-        rows = snapshot.rows([i for ranked in (*dense, *fts) for i, _ in ranked])
-        groups = {i: group_key(r["source"], r["heading"], config.aggregate) for i, r in rows.items()}
-    fused = [fuse_ranked(d, f, config, groups)[:top_k] for d, f in zip(dense, fts, strict=True)]
-    if config.aggregate == "chunk":
-        rows = snapshot.rows([i for ranked in fused for i, _ in ranked])  # one read for the slice
-    results = []
-    for d, f, ranked, vector in zip(dense, fts, fused, vectors, strict=True):
-        hits = _hits(ranked, dict(d), dict(f), rows)
-        retriever._fill_cosine([h for h in hits if "dense" not in h.scores], vector)
-        results.append(hits)
-    return results
+        rows.update(snapshot.rows([i for ranked in (*dense, *fts) for i, _ in ranked if i not in rows]))
+        groups = {i: group_key(rows[i]["source"], rows[i]["heading"], config.aggregate) for ranked in (*dense, *fts) for i, _ in ranked}
+    return [_Fused(fuse_ranked(d, f, config, groups)[:top_k], dict(d), dict(f), v) for d, f, v in zip(dense, fts, vectors, strict=True)]
 
 
 def _hits(fused: list[tuple[str, float]], dense: dict[str, float], fts: dict[str, float], rows: dict[str, dict[str, Any]]) -> list[Hit]:
@@ -91,9 +105,15 @@ def _hits(fused: list[tuple[str, float]], dense: dict[str, float], fts: dict[str
     return hits
 
 
-def _from_hits(retriever: Retriever, fts: list[list[Hit]], dense: list[list[Hit]], vectors: Vectors, top_k: int) -> list[list[Hit]]:
+def _from_hits(
+    retriever: Retriever, queries: list[str], embedding: Future[Vectors], top_k: int, depth: int, where: str | None
+) -> list[list[Hit]]:
+    """Hybrid over whole hits, for a dense search that runs in Lance and reads every candidate's row anyway."""
+    snapshot = retriever.snapshot
+    fts = [snapshot.full_text(q, depth, where) if snapshot.has_fts else [] for q in queries]
+    vectors = threads.result(embedding)
     results = []
-    for d, f, vector in zip(dense, fts, vectors, strict=True):
+    for d, f, vector in zip(snapshot.nearest_many(vectors, depth, where), fts, vectors, strict=True):
         hits = fuse_hits(d, f, retriever.profile.retrieval)[:top_k]
         retriever._fill_cosine([h for h in hits if "dense" not in h.scores], vector)
         results.append(hits)

@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from rag.documents import Hit
     from rag.profile import RetrievalConfig
 
+BATCH = 64  # queries searched together at most: their hits' rows are read in one go
+
 
 def command(
     query: str = typer.Argument(..., help="The query text, or - to read one query per line from stdin (JSON lines out)."),
@@ -33,7 +35,7 @@ def command(
         query = validate_query(clean_text(query))  # bytes that are not UTF-8 arrive as surrogates
     index = open_index(profile).open()  # "no index" is an error before stdin is read
     if query == "-":
-        for batch in stdin_batches():
+        for batch in stdin_batches(BATCH):
             since = mark(index.retriever)
             results = index.search_many(batch, mode=mode, top_k=top_k, where=where)
             fields = query_fields(index.retriever, since, len(batch))  # the index, model and latency: the batch's

@@ -54,6 +54,7 @@ class Snapshot:
         self.root = root
         self.ann = ann or AnnSettings()
         self._has_fts: bool | None = None
+        self._count: int | None = None
         self._vectors: np.ndarray | None = None  # normalised, row i = scan offset i
         self._offsets: dict[str, int] | None = None  # chunk id -> row of _vectors
         self._ids: list[str] = []  # row of _vectors -> chunk id
@@ -69,7 +70,9 @@ class Snapshot:
         return int(self.dataset.schema.field("vector").type.list_size)
 
     def count(self) -> int:
-        return int(self.dataset.count_rows())
+        if self._count is None:  # one version never changes: count it once
+            self._count = int(self.dataset.count_rows())
+        return self._count
 
     @property
     def has_fts(self) -> bool:
