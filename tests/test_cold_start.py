@@ -55,3 +55,9 @@ def test_a_dense_query_loads_the_model_but_not_lancedb(indexed: Path) -> None:
     modules = imported("query", "pasta", cwd=indexed)
     assert "onnxruntime" in modules
     assert "lancedb" not in modules  # pylance reads and writes; lancedb's start-up costs seconds
+
+
+def test_options_given_as_text_or_left_out_load_no_pydantic(indexed: Path) -> None:
+    """typer converts through pydantic (~0.3 s of CPU to import); a string or an absent value needs no converting."""
+    assert "pydantic" not in imported("query", "pasta", "--mode", "hybrid", "--json", cwd=indexed)
+    assert "pydantic" in imported("query", "pasta", "-k", "2", cwd=indexed)  # a number is typer's to convert

@@ -19,9 +19,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import typer
 
 from rag import __version__
-from rag.commands import register
+from rag.commands import lazy_params, register
 from rag.profile import STORE_ENV
 
+lazy_params.install()  # pydantic only for a value that needs converting
 app = typer.Typer(
     name="rag",
     help="Index local documents and get grounded, cited answers. Offline by default.",
@@ -72,7 +73,10 @@ register(app)
 
 def main() -> None:
     from rag.commands.common import run_app
+    from rag.commands.startup_gc import pause
     from rag.errors import Interrupted
+
+    pause()  # the process's own entry point only: the library and in-process tests keep their collector
 
     try:
         run_app(app)
