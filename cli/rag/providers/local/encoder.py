@@ -133,7 +133,12 @@ class _Runner:
             raise ConfigError(f"{source}: the graph has no input_ids input; is it a text model?")
 
     def run_all(self, encodings: list[Encoding], batches: list[list[int]]) -> Iterator[tuple[list[int], Any, np.ndarray]]:
-        """``(rows, output, mask)`` per batch, in order; ``batching.workers`` batches run at once."""
+        """``(rows, output, mask)`` per batch, ``batching.workers`` batches at once, the longest first.
+
+        :func:`plan_batches` orders them shortest first (for padding); run in that order, the longest text
+        of a call came last and ran alone while the other workers idled. Longest first, the last ones are
+        short and the workers finish together.
+        """
 
         def one(rows: list[int]) -> tuple[list[int], Any, np.ndarray]:
             return (rows, *self.run(encodings, rows))
@@ -146,7 +151,7 @@ class _Runner:
                 self._pool = threads.pool(workers, "rag-onnx")
                 self._pool_size = workers
             pool = self._pool
-        return (threads.result(f) for f in [pool.submit(one, b) for b in batches])
+        return (threads.result(f) for f in [pool.submit(one, b) for b in reversed(batches)])
 
     def run(self, encodings: list[Encoding], rows: list[int]) -> tuple[Any, np.ndarray]:
         """The output for ``encodings[rows]`` and their attention mask."""
