@@ -19,10 +19,15 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import typer
 
 from rag import __version__
-from rag.commands import lazy_params, register
+from rag.commands import register
 from rag.profile import STORE_ENV
 
-lazy_params.install()  # pydantic only for a value that needs converting
+try:  # pydantic only for a value that needs converting (typer internals, hence guarded: typer is pinned <0.30)
+    from rag.commands import lazy_params
+
+    lazy_params.install()
+except (ImportError, AttributeError):  # another typer: its own conversion for every value, ~0.3 s slower to start
+    pass
 app = typer.Typer(
     name="rag",
     help="Index local documents and get grounded, cited answers. Offline by default.",

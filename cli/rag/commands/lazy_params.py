@@ -42,4 +42,6 @@ def _deferred(descriptor: TypeDescriptor) -> RuntimeParam:
 
 
 def install() -> None:
+    if not callable(getattr(core, "build_runtime_param", None)):
+        raise AttributeError("typer.core.build_runtime_param")  # not the typer this was written for: leave it be
     core.build_runtime_param = _deferred
