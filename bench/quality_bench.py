@@ -116,8 +116,8 @@ def unseen_share(table: Path, limit: int = 256) -> tuple[int, int, float]:
 def fusion_cost(depth: int = 200, rounds: int = 300) -> str:
     """Time of fusing two candidate lists of ``depth`` chunks per query, z-score against RRF, in this process."""
     from rag.documents import Hit
+    from rag.fusion import fuse_hits
     from rag.profile import RetrievalConfig
-    from rag.retrieve import fuse_hits
 
     rng = random.Random(7)
 

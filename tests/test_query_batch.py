@@ -2,7 +2,7 @@
 
 The batch path fuses chunk ids and scores and reads rows only for the hits that survive; a ``--where``
 filter sends dense search through Lance, which reads every candidate's row and fuses whole hits
-(rag.retrieve.fuse_hits). A filter every chunk passes must not change a single hit, rank or key.
+(rag.fusion.fuse_hits). A filter every chunk passes must not change a single hit, rank or key.
 """
 
 from __future__ import annotations

@@ -217,7 +217,7 @@ class Asker:
         """Give full-text hits their cosine, for the calibrated gate: embeds the question (fts mode does not)."""
         spent = self.retriever.usage.copy()
         vector = self.retriever.embed_queries([question])[0]
-        self.retriever._fill_cosine(hits, vector)
+        self.retriever.fill_cosine(hits, vector)
         trail.ledger.add("embed", self.retriever.usage - spent)
 
     def _generate(self, question: str, hits: list[Hit], settings: Settings, trail: Trail, on_delta: Delta | None) -> AskResult:

@@ -22,6 +22,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rag.documents import Hit
+    from rag.profile import RetrievalConfig
 
 FUSIONS = ("zscore", "rrf")
 Ranking = Sequence[tuple[str, float]]  # (id, score), best first
@@ -86,3 +91,60 @@ def best_per_group(ranking: Ranking, group: Mapping[str, str]) -> list[tuple[str
 def _ordered(scores: Mapping[str, float]) -> list[tuple[str, float]]:
     order = {item: i for i, item in enumerate(scores)}
     return sorted(scores.items(), key=lambda kv: (-kv[1], order[kv[0]]))
+
+
+def fuse_hits(dense: list[Hit], fts: list[Hit], config: RetrievalConfig) -> list[Hit]:
+    """Dense and full-text hits of one query fused as ``config`` says, best first, with ``scores/ranks["hybrid"]``.
+
+    A chunk found by both keeps both retrievers' scores and ranks. With ``aggregate`` at section or document
+    level, the units that compete are sections or files, each scored per retriever by its best chunk; each
+    returns as its best chunk by the same fusion, so a citation still points at a passage.
+    """
+    by_id = {h.id: h for h in fts}
+    for h in dense:
+        if h.id in by_id:
+            by_id[h.id].ranks.update(h.ranks)
+            by_id[h.id].scores.update(h.scores)
+        else:
+            by_id[h.id] = h
+    group = {i: _group(h, config.aggregate) for i, h in by_id.items()} if config.aggregate != "chunk" else {}
+    fused = fuse_ranked([(h.id, h.scores["dense"]) for h in dense], [(h.id, h.scores["fts"]) for h in fts], config, group)
+    hits = []
+    for rank, (chunk_id, score) in enumerate(fused, start=1):
+        hit = by_id[chunk_id]
+        hit.score = hit.scores["hybrid"] = score
+        hit.ranks["hybrid"] = rank
+        hits.append(hit)
+    return hits
+
+
+def fuse_ranked(dense: Ranking, fts: Ranking, config: RetrievalConfig, group: Mapping[str, str]) -> list[tuple[str, float]]:
+    """:func:`fuse_hits` on (chunk id, score) alone: fused (chunk id, score), best first.
+
+    ``group`` maps each chunk id to its section or document key; only read when ``config.aggregate`` is not chunk.
+    """
+    rankings = {"dense": dense, "fts": fts}
+    fused = _fuse(rankings, config)
+    if config.aggregate != "chunk":
+        best: dict[str, str] = {}
+        for chunk_id, _ in fused:  # each group's best chunk by the chunk-level fusion
+            best.setdefault(group[chunk_id], chunk_id)
+        grouped = _fuse({name: best_per_group(ranked, group) for name, ranked in rankings.items()}, config)
+        fused = [(best[key], score) for key, score in grouped]
+    return fused
+
+
+def _fuse(rankings: Mapping[str, Ranking], config: RetrievalConfig) -> list[tuple[str, float]]:
+    weights = config.weights or None
+    if config.fusion == "rrf":
+        return rrf({name: [i for i, _ in ranked] for name, ranked in rankings.items()}, k=config.rrf_k, weights=weights)
+    return zscore(rankings, weights)
+
+
+def _group(hit: Hit, level: str) -> str:
+    return group_key(hit.source, hit.heading, level)
+
+
+def group_key(source: str, heading: str, level: str) -> str:
+    """The unit a chunk competes as when ``retrieval.aggregate`` is section or document."""
+    return source if level == "document" else f"{source}\x00{heading}"

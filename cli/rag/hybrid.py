@@ -4,24 +4,36 @@ Fusion needs no more than chunk ids and scores: full text reads the id and BM25 
 dense search ranks the vectors held in memory, and the text, title and place of the ``top_k`` fused hits
 of the whole batch are read in one take afterwards. Reading every column of every candidate (50 per
 retriever per query) used to cost more than the searches themselves. The hits are the ones
-:func:`rag.retrieve.fuse_hits` builds from full rows: same ids, scores, ranks and key order.
+:func:`rag.fusion.fuse_hits` builds from full rows: same ids, scores, ranks and key order.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rag import threads
-from rag.retrieve import fuse_hits, fuse_ranked, group_key
+from rag.fusion import fuse_hits, fuse_ranked, group_key
 from rag.store.schema import hit
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
     from rag.documents import Hit
+    from rag.profile import Profile
     from rag.providers.base import Vectors
-    from rag.retrieve import Retriever
+    from rag.store import Snapshot
+
+
+class Retriever(Protocol):
+    """What a batch needs of :class:`rag.retrieve.Retriever` (which calls in here, so this names, not imports, it)."""
+
+    snapshot: Snapshot
+    profile: Profile
+
+    def embed_queries(self, queries: list[str]) -> Vectors: ...
+
+    def fill_cosine(self, hits: list[Hit], vector: Vectors) -> None: ...
 
 
 SLICE = 8  # queries per model call: the model embeds the next slice while this thread searches and fuses one
@@ -66,7 +78,7 @@ def hybrid_many(retriever: Retriever, queries: list[str], top_k: int, depth: int
     rows.update(snapshot.rows([i for f in fused for i, _ in f.ranked if i not in rows]))
     for f in fused:
         hits = _hits(f.ranked, f.dense, f.fts, rows)
-        retriever._fill_cosine([h for h in hits if "dense" not in h.scores], f.vector)
+        retriever.fill_cosine([h for h in hits if "dense" not in h.scores], f.vector)
         results.append(hits)
     return results
 
@@ -88,7 +100,7 @@ def _fuse_slice(
 
 
 def _hits(fused: list[tuple[str, float]], dense: dict[str, float], fts: dict[str, float], rows: dict[str, dict[str, Any]]) -> list[Hit]:
-    """Hits as :func:`rag.retrieve.fuse_hits` leaves them: full text's rank and score first, then dense's, then hybrid's."""
+    """Hits as :func:`rag.fusion.fuse_hits` leaves them: full text's rank and score first, then dense's, then hybrid's."""
     dense_rank = {i: rank for rank, i in enumerate(dense, start=1)}
     fts_rank = {i: rank for rank, i in enumerate(fts, start=1)}
     hits = []
@@ -115,6 +127,6 @@ def _from_hits(
     results = []
     for d, f, vector in zip(snapshot.nearest_many(vectors, depth, where), fts, vectors, strict=True):
         hits = fuse_hits(d, f, retriever.profile.retrieval)[:top_k]
-        retriever._fill_cosine([h for h in hits if "dense" not in h.scores], vector)
+        retriever.fill_cosine([h for h in hits if "dense" not in h.scores], vector)
         results.append(hits)
     return results

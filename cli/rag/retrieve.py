@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 
 import numpy as np
 
 from rag.documents import Hit
 from rag.embed import EmbedService, embedding_record
 from rag.errors import ModelMismatchError, UsageError
-from rag.fusion import Ranking, best_per_group, rrf, zscore
-from rag.profile import RETRIEVAL_MODES, Profile, RetrievalConfig
+from rag.profile import RETRIEVAL_MODES, Profile
 from rag.providers import make_embedder
 from rag.providers.base import Embedder, Usage, Vectors
 from rag.store import Snapshot, Store, open_store
@@ -82,7 +80,7 @@ class Retriever:
 
         return hybrid_many(self, queries, top_k, depth, where)
 
-    def _fill_cosine(self, hits: list[Hit], vector: Vectors) -> None:
+    def fill_cosine(self, hits: list[Hit], vector: Vectors) -> None:
         """Give hits found only by full text their cosine too, so one threshold applies to every hybrid hit.
 
         They get ``scores["dense"]`` but no dense rank: the dense retriever did not rank them.
@@ -107,63 +105,6 @@ class Retriever:
                 f"{self.snapshot.vector_size}; did the model behind it change? Re-index with: rag index --rebuild PATH"
             )
         return vectors
-
-
-def fuse_hits(dense: list[Hit], fts: list[Hit], config: RetrievalConfig) -> list[Hit]:
-    """Dense and full-text hits of one query fused as ``config`` says, best first, with ``scores/ranks["hybrid"]``.
-
-    A chunk found by both keeps both retrievers' scores and ranks. With ``aggregate`` at section or document
-    level, the units that compete are sections or files, each scored per retriever by its best chunk; each
-    returns as its best chunk by the same fusion, so a citation still points at a passage.
-    """
-    by_id = {h.id: h for h in fts}
-    for h in dense:
-        if h.id in by_id:
-            by_id[h.id].ranks.update(h.ranks)
-            by_id[h.id].scores.update(h.scores)
-        else:
-            by_id[h.id] = h
-    group = {i: _group(h, config.aggregate) for i, h in by_id.items()} if config.aggregate != "chunk" else {}
-    fused = fuse_ranked([(h.id, h.scores["dense"]) for h in dense], [(h.id, h.scores["fts"]) for h in fts], config, group)
-    hits = []
-    for rank, (chunk_id, score) in enumerate(fused, start=1):
-        hit = by_id[chunk_id]
-        hit.score = hit.scores["hybrid"] = score
-        hit.ranks["hybrid"] = rank
-        hits.append(hit)
-    return hits
-
-
-def fuse_ranked(dense: Ranking, fts: Ranking, config: RetrievalConfig, group: Mapping[str, str]) -> list[tuple[str, float]]:
-    """:func:`fuse_hits` on (chunk id, score) alone: fused (chunk id, score), best first.
-
-    ``group`` maps each chunk id to its section or document key; only read when ``config.aggregate`` is not chunk.
-    """
-    rankings = {"dense": dense, "fts": fts}
-    fused = _fuse(rankings, config)
-    if config.aggregate != "chunk":
-        best: dict[str, str] = {}
-        for chunk_id, _ in fused:  # each group's best chunk by the chunk-level fusion
-            best.setdefault(group[chunk_id], chunk_id)
-        grouped = _fuse({name: best_per_group(ranked, group) for name, ranked in rankings.items()}, config)
-        fused = [(best[key], score) for key, score in grouped]
-    return fused
-
-
-def _fuse(rankings: Mapping[str, Ranking], config: RetrievalConfig) -> list[tuple[str, float]]:
-    weights = config.weights or None
-    if config.fusion == "rrf":
-        return rrf({name: [i for i, _ in ranked] for name, ranked in rankings.items()}, k=config.rrf_k, weights=weights)
-    return zscore(rankings, weights)
-
-
-def _group(hit: Hit, level: str) -> str:
-    return group_key(hit.source, hit.heading, level)
-
-
-def group_key(source: str, heading: str, level: str) -> str:
-    """The unit a chunk competes as when ``retrieval.aggregate`` is section or document."""
-    return source if level == "document" else f"{source}\x00{heading}"
 
 
 def validate_options(mode: str | None, top_k: int | None) -> None:
