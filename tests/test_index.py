@@ -65,7 +65,7 @@ def test_full_text_only_hybrid_hits_carry_their_cosine(tmp_path: Path, monkeypat
     dense = {h.id: h.scores["dense"] for h in retriever.search("boil pasta", mode="dense", top_k=10)}
     text_only = retriever.search("boil pasta", mode="fts", top_k=10)  # hits as the full-text retriever alone gives them
     assert text_only and all("dense" not in h.scores for h in text_only)
-    retriever._fill_cosine(text_only, retriever.embed_queries(["boil pasta"])[0])  # what hybrid does for hits dense did not rank
+    retriever.fill_cosine(text_only, retriever.embed_queries(["boil pasta"])[0])  # what hybrid does for hits dense did not rank
     for hit in text_only:
         assert hit.scores["dense"] == pytest.approx(dense[hit.id], abs=1e-4)
         assert "dense" not in hit.ranks
