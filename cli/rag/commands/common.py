@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
+import logging
 import sys
 from collections.abc import Iterator
 from typing import Any, NoReturn
@@ -117,7 +117,7 @@ def run_app(app: typer.Typer, args: list[str] | None = None) -> NoReturn:
         sys.stderr.close()
         raise SystemExit(1) from None
     except Exception as exc:  # a bug, or a failure below us we never met: still one line, the traceback on request
-        if os.environ.get("RAG_DEBUG") or "-v" in (args or sys.argv) or "--verbose" in (args or sys.argv):
+        if logging.getLogger().isEnabledFor(logging.DEBUG):  # -v or RAG_DEBUG, as the app's callback set it up
             raise
         from rag.store.snapshot import lance_message
 

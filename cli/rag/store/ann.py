@@ -167,7 +167,7 @@ def tune(dataset: Any, settings: AnnSettings, k: int = 10, samples: int = 100) -
         found = [
             _ids(dataset.to_table(columns=["id"], nearest=_nearest(q, k + 1, knobs)), own, k) for q, own in zip(queries, ids, strict=True)
         ]
-        recall = float(np.mean([len(set(f) & e) / len(e) for f, e in zip(found, exact, strict=True) if e])) if exact else 1.0
+        recall = _recall(found, exact)
         if recall >= aim:
             chosen = n
             break
@@ -233,23 +233,18 @@ def drop(dataset: Any) -> None:
 
 
 def recall_at_k(snapshot: Any, k: int = 10, samples: int = 100, seed: int = 0) -> dict[str, Any]:
-    """Recall@k of the indexed search against exact search, over ``samples`` of the table's own vectors as queries.
+    """Recall@k of the snapshot's dense search (through its index, at its knobs) against exact search, over the
+    queries :func:`tune` measures with (:func:`tuning_queries`): what ``rag eval --ann-recall`` reports."""
+    queries, ids = tuning_queries(snapshot.dataset, samples, seed)
+    exact = _exact_top(snapshot.dataset, queries, ids, k)
+    answers = snapshot.nearest_many(queries, k + 1) if len(queries) else []
+    found = [[h.id for h in hits if h.id != own][:k] for hits, own in zip(answers, ids, strict=True)]
+    return {"k": k, "queries": len(found), "recall": round(_recall(found, exact), 4) if found else None}
 
-    Stored vectors are what real queries look like to the index (same model, same corpus); the query row itself
-    is in both answers, which both searches find, so it is left out of the comparison.
-    """
-    count = snapshot.count()
-    rng = np.random.default_rng(seed)
-    offsets = sorted(rng.choice(count, size=min(samples, count), replace=False).tolist()) if count else []
-    rows = snapshot.dataset.take(offsets, columns=["id", VECTOR_COLUMN]).to_pylist()
-    recalls = []
-    for r in rows:
-        vector = np.asarray(r[VECTOR_COLUMN], dtype=np.float32)
-        approx = [h.id for h in snapshot.nearest_many(vector[None, :], k + 1)[0] if h.id != r["id"]][:k]
-        exact = [h.id for h in snapshot.exact_nearest(vector, k + 1) if h.id != r["id"]][:k]
-        if exact:
-            recalls.append(len(set(approx) & set(exact)) / len(exact))
-    return {"k": k, "queries": len(recalls), "recall": round(float(np.mean(recalls)), 4) if recalls else None}
+
+def _recall(found: list[list[str]], exact: list[set[str]]) -> float:
+    pairs = [(f, e) for f, e in zip(found, exact, strict=True) if e]
+    return float(np.mean([len(set(f) & e) / len(e) for f, e in pairs])) if pairs else 1.0
 
 
 def describe_ann(info: dict[str, Any]) -> str:

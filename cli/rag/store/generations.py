@@ -60,21 +60,13 @@ def live_generation(location: Location, table: str) -> int:
 
 
 def _read(location: Location, name: str) -> dict[str, Any]:
-    # An object store's read may be torn by a writer elsewhere replacing the file (see Store.meta): read it again.
-    attempts = 3 if location.remote else 1
-    for attempt in range(attempts):
-        try:
-            text = location.read_text(name)
-            data = json.loads(text) if text is not None else {}
-            return data if isinstance(data, dict) else {}
-        except (OSError, ValueError) as exc:
-            if attempt + 1 < attempts and isinstance(exc, ValueError):
-                time.sleep(0.2)
-                continue
-            raise StoreError(
-                f"the generation file {location.join(name)} is unreadable ({exc}); restore it or delete it to use generation 1"
-            ) from exc
-    return {}
+    try:
+        data = location.read_json(name)
+    except (OSError, ValueError) as exc:
+        raise StoreError(
+            f"the generation file {location.join(name)} is unreadable ({exc}); restore it or delete it to use generation 1"
+        ) from exc
+    return data if isinstance(data, dict) else {}
 
 
 @dataclass

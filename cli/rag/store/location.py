@@ -15,8 +15,10 @@ environment variable holding the value (``aws_secret_access_key_env: CI_S3_SECRE
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,6 +113,21 @@ class Location:
             return None
         except OSError as exc:
             raise self.failed("read", exc) from exc
+
+    def read_json(self, name: str) -> Any:
+        """``name`` parsed as JSON, None when absent. In an object store a PUT is atomic but a read is a size lookup
+        then a ranged GET: a writer on another machine replacing the file in between tears the read, which a second
+        read does not repeat. Raises ValueError (bad JSON) or OSError."""
+        attempts = 3 if self.remote else 1
+        for attempt in range(attempts):
+            text = self.read_text(name)
+            try:
+                return json.loads(text) if text is not None else None
+            except ValueError:
+                if attempt + 1 == attempts:
+                    raise
+                time.sleep(0.2)
+        return None  # not reached
 
     def write_text(self, name: str, text: str) -> None:
         """Replace ``name`` whole: a rename locally, one PUT (atomic in object stores) remotely."""

@@ -107,21 +107,11 @@ class Store:
         return int(tags[PUBLISHED]["version"]) if PUBLISHED in tags else None
 
     def meta(self) -> dict[str, Any]:
-        # An object store's PUT is atomic, but a read is a size lookup then a ranged GET: a writer on another machine
-        # replacing the file in between gives a torn read, which a second read does not repeat.
-        attempts = 3 if self.location.remote else 1
-        for attempt in range(attempts):
-            try:
-                text = self.location.read_text(f"{self.name}.meta.json")
-                return dict(json.loads(text)) if text is not None else {}
-            except ValueError as exc:
-                if attempt + 1 < attempts:
-                    time.sleep(0.2)
-                    continue
-                raise self._unreadable(exc) from exc
-            except OSError as exc:
-                raise self._unreadable(exc) from exc
-        return {}  # not reached: the last attempt returns or raises
+        try:
+            data = self.location.read_json(f"{self.name}.meta.json")
+        except (OSError, ValueError) as exc:
+            raise self._unreadable(exc) from exc
+        return dict(data) if isinstance(data, dict) else {}
 
     def _unreadable(self, exc: Exception) -> StoreError:
         if self.location.remote:  # without its meta the next run takes the table as it is and writes a new one
