@@ -76,10 +76,10 @@ def needed(store: Store, keep: set[int]) -> list[str]:
     if ann.needed(ds, store.ann, store.meta().get("ann")):
         steps.append("ann")
     try:
-        doomed = _doomed(store, keep)
+        cleanup = bool(_doomed(store, keep))
     except Exception:  # another machine removed a version while we listed them: the step itself runs guarded
-        doomed = [0]
-    if doomed:
+        cleanup = True
+    if cleanup:
         steps.append("cleanup")
     return steps
 
@@ -154,7 +154,8 @@ def _ann(store: Store, upkeep: Upkeep, keep: set[int]) -> None:
     action = ann.needed(ds, store.ann, store.meta().get("ann"))
     if action in ("build", "retrain"):
         upkeep.ann_trained = ann.build(ds, store.ann)
-        upkeep.ann_trained.update(ann.tune(store.latest().dataset, store.ann))
+        if store.ann.nprobes is None:  # a profile that fixes nprobes has nothing to tune (20-30 s at 1M rows)
+            upkeep.ann_trained.update(ann.tune(store.latest().dataset, store.ann))
     elif action == "update":
         ann.update(ds)
     elif action == "drop":
