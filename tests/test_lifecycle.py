@@ -381,3 +381,12 @@ def test_a_profile_change_builds_a_new_generation_only_from_every_folder_the_liv
     whole = rag("index", "docs", "--json", cwd=cwd)
     assert whole.json()["generation"]["generation"] == 2 and whole.json()["generation"]["switched"] is True
     assert rag("status", "--json", cwd=cwd).json()["chunking"]["max_tokens"] == 64
+
+
+def test_rollback_and_history_without_an_index_say_so_and_create_nothing(tmp_path: Path) -> None:
+    """A stray .rag left by a failed command is found by every later run below that folder (the nearest .rag wins)."""
+    for args in (("rollback",), ("rollback", "2"), ("status", "--history")):
+        result = rag(*args, cwd=tmp_path)
+        assert result.code == 4 and result.err.startswith("error: no index at ") and result.err.count("\n") == 1, result.err
+        assert "rag index PATH" in result.err
+        assert not (tmp_path / ".rag").exists(), args

@@ -320,6 +320,8 @@ def switch_to(profile: Profile, generation: int, why: str, *, warn: Warn, expect
     from rag.lock import writer_lock
 
     live = open_store(profile)
+    if not live.exists():  # before the lock: taking it would create the store's folder, which later runs then find
+        raise StoreError(f"no index at {live.where} to switch; run: rag index PATH")
     with writer_lock(live.lock_path, profile.store.lock_timeout, warn):
         reg = Registry.load(live.location, live.table_name)
         entry = reg.generations.get(generation)
@@ -350,6 +352,8 @@ def annotate(profile: Profile, evals: dict[int, dict[str, Any]], *, reject: int 
 def rollback(profile: Profile, generation: int | None = None, *, warn: Warn) -> dict[str, Any]:
     """Switch back to ``generation``, by default the one that was live before the live one. No re-embedding."""
     live = open_store(profile)
+    if not live.exists():
+        raise StoreError(f"no index at {live.where} to roll back; run: rag index PATH")
     reg = Registry.load(live.location, live.table_name)
     if generation is None:
         generation = previous_generation(reg)
@@ -370,6 +374,8 @@ def history(profile: Profile) -> dict[str, Any]:
     """Every generation of the table, newest first, with what it was built with and how it measured."""
     live = open_store(profile)
     reg = Registry.load(live.location, live.table_name)
+    if not reg.exists and not live.exists():
+        raise StoreError(f"no index at {live.where} (table '{live.table_name}'); run: rag index PATH")
     rows = [dict(g) for g in reg.generations.values()]
     if not reg.exists and live.exists():
         rows = [{**(record_of(reg, live) or {}), "state": "live"}]
