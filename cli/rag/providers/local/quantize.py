@@ -203,11 +203,19 @@ def _messages() -> dict[str, Any]:
         "TensorProto": [
             ("dims", 1, rep, f.TYPE_INT64, ""),
             ("data_type", 2, opt, f.TYPE_INT32, ""),
+            ("float_data", 4, rep, f.TYPE_FLOAT, ""),
             ("int32_data", 5, rep, f.TYPE_INT32, ""),
+            ("int64_data", 7, rep, f.TYPE_INT64, ""),
             ("name", 8, opt, f.TYPE_STRING, ""),
             ("raw_data", 9, opt, f.TYPE_BYTES, ""),
         ],
-        "AttributeProto": [("name", 1, opt, f.TYPE_STRING, ""), ("i", 3, opt, f.TYPE_INT64, "")],
+        "AttributeProto": [
+            ("name", 1, opt, f.TYPE_STRING, ""),
+            ("f", 2, opt, f.TYPE_FLOAT, ""),
+            ("i", 3, opt, f.TYPE_INT64, ""),
+            ("type", 20, opt, f.TYPE_INT32, ""),  # an enum in onnx.proto: the same varint on the wire
+        ],
+        "ValueInfoProto": [("name", 1, opt, f.TYPE_STRING, "")],
         "NodeProto": [
             ("input", 1, rep, f.TYPE_STRING, ""),
             ("output", 2, rep, f.TYPE_STRING, ""),
@@ -216,7 +224,13 @@ def _messages() -> dict[str, Any]:
             ("attribute", 5, rep, f.TYPE_MESSAGE, "AttributeProto"),
             ("domain", 7, opt, f.TYPE_STRING, ""),
         ],
-        "GraphProto": [("node", 1, rep, f.TYPE_MESSAGE, "NodeProto"), ("initializer", 5, rep, f.TYPE_MESSAGE, "TensorProto")],
+        "GraphProto": [
+            ("node", 1, rep, f.TYPE_MESSAGE, "NodeProto"),
+            ("initializer", 5, rep, f.TYPE_MESSAGE, "TensorProto"),
+            ("input", 11, rep, f.TYPE_MESSAGE, "ValueInfoProto"),
+            ("output", 12, rep, f.TYPE_MESSAGE, "ValueInfoProto"),
+            ("value_info", 13, rep, f.TYPE_MESSAGE, "ValueInfoProto"),
+        ],
         "OperatorSetIdProto": [("domain", 1, opt, f.TYPE_STRING, ""), ("version", 2, opt, f.TYPE_INT64, "")],
         "ModelProto": [("graph", 7, opt, f.TYPE_MESSAGE, "GraphProto"), ("opset_import", 8, rep, f.TYPE_MESSAGE, "OperatorSetIdProto")],
     }
