@@ -390,3 +390,29 @@ def test_rollback_and_history_without_an_index_say_so_and_create_nothing(tmp_pat
         assert result.code == 4 and result.err.startswith("error: no index at ") and result.err.count("\n") == 1, result.err
         assert "rag index PATH" in result.err
         assert not (tmp_path / ".rag").exists(), args
+
+
+def test_a_new_version_of_the_same_model_builds_a_new_generation_and_queries_wait_for_it(tmp_path: Path) -> None:
+    from rag.providers.local.minilm import expected_version, packaged_graph
+
+    cwd = project(tmp_path)
+    # an index built by another graph of the embedded model (as an older rag's int8 graph was)
+    env = {**os.environ, "RAG_LOCAL_MODEL_PATH": str(packaged_graph()[0])}
+    env.pop("RAG_PROFILE", None)
+    old = subprocess.run([sys.executable, "-m", "rag", "index", "docs"], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert old.returncode == 0, old.stderr
+    built = rag("status", "--json", cwd=cwd).json()["embedding"]["version"]
+    assert built.startswith("custom-")
+    refused = rag("query", "what do cats eat", cwd=cwd)
+    assert refused.code != 0 and refused.err.count("\n") == 1
+    assert refused.err.endswith(f"now version {expected_version()} and gives other vectors; re-index with: rag index --rebuild PATH\n")
+    new = rag("index", "docs", "--json", cwd=cwd)
+    assert new.code == 0, new.err
+    assert (
+        f"embedding model version changed ({built} -> {expected_version()}) since generation 1 was built: "
+        "building generation 2 beside it; queries wait until it is complete"
+    ) in new.err
+    assert new.json()["generation"]["generation"] == 2 and new.json()["generation"]["switched"] is True
+    assert [g for g, _ in answers(cwd)] == [2] * len(QUESTIONS)
+    again = rag("index", "docs", "--json", cwd=cwd)  # the live generation matches now: an incremental no-op
+    assert again.json()["generation"]["shadow"] is False and again.json()["files_unchanged"] == len(DOCS)

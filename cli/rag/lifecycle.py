@@ -100,6 +100,22 @@ def describe_change(wanted: dict[str, Any], built: dict[str, Any]) -> str | None
     return " and ".join(parts) or None
 
 
+VERSION_CHANGED = "embedding model version changed"
+
+
+def version_change(profile: Profile, store: Store) -> str | None:
+    """The same model now giving other vectors (a new graph of the embedded model, a changed model folder), or None."""
+    built = store.meta().get("embedding") or {}
+    if not built.get("version"):
+        return None
+    from rag.providers import make_embedder
+
+    embedder = make_embedder(profile)
+    if built.get("model") != embedder.ref or not embedder.version or embedder.version == built["version"]:
+        return None
+    return f"{VERSION_CHANGED} ({built['version']} -> {embedder.version})"
+
+
 def record_of(registry: Registry, store: Store) -> dict[str, Any] | None:
     """What a generation recorded; an index from before generations is read from its meta."""
     entry = registry.generations.get(store.generation)
@@ -264,15 +280,17 @@ def plan_run(
     if record is None:
         first = "first index" if not reg.generations else "index"
         return Target(profile, live_store, reg, False, first, wanted, True, keep)
-    change = describe_change(wanted, record.get("built_from") or {})
+    change = describe_change(wanted, record.get("built_from") or {}) or version_change(profile, live_store)
     if rebuild:  # as the live generation was built (its model, when rag reindex --model chose it), or as the profile now says
         built = profile if change else reading_profile(profile, live_store)
         return _shadow(reg, live_store, built, "rebuild", wanted, True, keep)
     if change and roots is not None and covers(roots, live_store):
         target = _shadow(reg, live_store, profile, change, wanted, True, keep)
+        meanwhile = (  # the old version of a model is gone: nothing can embed queries for the live generation
+            "queries wait until it is complete" if change.startswith(VERSION_CHANGED) else "queries use the live one until it is complete"
+        )
         target.notice = (
-            f"{change} since generation {live_store.generation} was built: building generation {target.generation} "
-            "beside it; queries use the live one until it is complete"
+            f"{change} since generation {live_store.generation} was built: building generation {target.generation} beside it; {meanwhile}"
         )
         return target
     if change and roots is not None:
