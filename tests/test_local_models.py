@@ -358,7 +358,7 @@ def test_an_index_built_by_the_fp32_graph_is_refused_with_the_rebuild_command(tm
     assert rag("index", str(docs), cwd=tmp_path).code == 0
     meta_path = next((tmp_path / ".rag").glob("*.meta.json"))
     meta = json.loads(meta_path.read_text())
-    assert meta["embedding"]["version"].startswith("onnx-int8-") and "+dynq" in meta["embedding"]["version"]
+    assert meta["embedding"]["version"].startswith("onnx-int8-") and "+fused" in meta["embedding"]["version"]
     meta["embedding"]["version"] = "onnx-int8-1.0.0"  # what every index built before int8 kernels records
     meta_path.write_text(json.dumps(meta))
     result = rag("query", "what do cats eat", cwd=tmp_path)
