@@ -35,7 +35,17 @@ from typing import Any
 
 import numpy as np
 
-from rag.providers.local.quantize import _FLOAT, _INT8, _MS_DOMAIN, _UINT8, NotQuantizable, _messages, _numel
+from rag.providers.local.quantize import (
+    _FLOAT,
+    _INT8,
+    _MS_DOMAIN,
+    _UINT8,
+    NotQuantizable,
+    _messages,
+    _numel,
+    import_ms_domain,
+    shifted_uint8,
+)
 
 FUSE_VERSION = "1"  # bump when the graph this writes changes
 DERIVED_LEVEL = "basic"  # onnxruntime's optimisation for the graph: the fusions that help are made here
@@ -74,9 +84,7 @@ def fused_bert(model_bytes: bytes) -> bytes:
     del graph.value_info[:]  # shapes of the exported graph's intermediate values, none of which remain
     graph.node.extend(build.nodes)
     graph.initializer.extend(build.inits)
-    if not any(o.domain == _MS_DOMAIN for o in model.opset_import):
-        opset = model.opset_import.add()
-        opset.domain, opset.version = _MS_DOMAIN, 1
+    import_ms_domain(model)
     return bytes(model.SerializeToString())
 
 
@@ -241,9 +249,8 @@ class _Builder:
 
     def _weights(self, w: _Int8, name: str) -> list[str]:
         """``[weights, scales, zero points]``: the packaged values shifted to uint8 (``Q + 128``), zero point 128."""
-        shifted = (w.q.astype(np.int16) + 128).astype(np.uint8)
         zero = np.full(w.q.shape[1], 128, dtype=np.uint8)
-        return [self.init(f"{name}_w", shifted), self.init(f"{name}_scale", w.scale), self.init(f"{name}_zero", zero)]
+        return [self.init(f"{name}_w", shifted_uint8(w.q)), self.init(f"{name}_scale", w.scale), self.init(f"{name}_zero", zero)]
 
     def _lookup(self, table: _Int8 | np.ndarray, ids: str, name: str) -> str:
         if not isinstance(table, _Int8):

@@ -54,10 +54,22 @@ def int8_matmuls(model_bytes: bytes, weights: str = "uint8") -> tuple[bytes, int
         raise NotQuantizable("no MatMul over int8 weights (Cast(int8) * scale) in this graph")
     rewrite.lookups()
     rewrite.finish()
+    import_ms_domain(model)
+    return model.SerializeToString(), products
+
+
+def import_ms_domain(model: Any) -> None:
+    """Declare onnxruntime's operator domain (``com.microsoft``) in ``model``, once."""
     if not any(o.domain == _MS_DOMAIN for o in model.opset_import):
         opset = model.opset_import.add()
         opset.domain, opset.version = _MS_DOMAIN, 1
-    return model.SerializeToString(), products
+
+
+def shifted_uint8(q: Any) -> Any:
+    """int8 weights as uint8 ``Q + 128`` (read with a zero point of 128: the very same values)."""
+    import numpy as np
+
+    return (np.asarray(q, dtype=np.int8).astype(np.int16) + 128).astype(np.uint8)
 
 
 def has_fp16_weights(model_bytes: bytes) -> bool:
@@ -114,9 +126,7 @@ class _Rewrite:
         name = f"{q.name}__uint8"
         if name not in self.inits:
             values = np.frombuffer(q.raw_data, dtype=np.int8) if q.raw_data else np.array(q.int32_data, dtype=np.int8)
-            shifted = self.graph.initializer.add(
-                name=name, data_type=_UINT8, raw_data=(values.astype(np.int16) + 128).astype(np.uint8).tobytes()
-            )
+            shifted = self.graph.initializer.add(name=name, data_type=_UINT8, raw_data=shifted_uint8(values).tobytes())
             shifted.dims.extend(q.dims)
             zero = self.graph.initializer.add(name=f"{name}__zero", data_type=_UINT8, raw_data=bytes([128]) * columns)
             if columns > 1:
