@@ -403,6 +403,8 @@ def test_a_new_version_of_the_same_model_builds_a_new_generation_and_queries_wai
     assert old.returncode == 0, old.stderr
     built = rag("status", "--json", cwd=cwd).json()["embedding"]["version"]
     assert built.startswith("custom-")
+    assert rag("status", "--json", cwd=cwd).json()["embedding_now"] == expected_version()
+    assert f"rebuild    the model is now {expected_version()}: rag index on the indexed folders\n" in rag("status", cwd=cwd).out
     refused = rag("query", "what do cats eat", cwd=cwd)
     assert refused.code != 0 and refused.err.count("\n") == 1
     assert refused.err.endswith(f"now version {expected_version()} and gives other vectors; re-index with: rag index --rebuild PATH\n")
@@ -414,5 +416,6 @@ def test_a_new_version_of_the_same_model_builds_a_new_generation_and_queries_wai
     ) in new.err
     assert new.json()["generation"]["generation"] == 2 and new.json()["generation"]["switched"] is True
     assert [g for g, _ in answers(cwd)] == [2] * len(QUESTIONS)
+    assert rag("status", "--json", cwd=cwd).json()["embedding_now"] is None and "rebuild " not in rag("status", cwd=cwd).out
     again = rag("index", "docs", "--json", cwd=cwd)  # the live generation matches now: an incremental no-op
     assert again.json()["generation"]["shadow"] is False and again.json()["files_unchanged"] == len(DOCS)

@@ -25,6 +25,7 @@ def status(profile: Profile, table: str | None = None) -> dict[str, Any]:
         "version": snapshot.version,
         "latest_version": store.latest().version,
         "embedding": meta.get("embedding", {}),
+        "embedding_now": model_now(profile, store),
         "chunking": meta.get("chunking", {}),
         "fts_index": snapshot.has_fts,
         "fts_current": snapshot.has_fts and snapshot.fts_unindexed_rows() == 0,
@@ -35,6 +36,18 @@ def status(profile: Profile, table: str | None = None) -> dict[str, Any]:
         "spend": spend_status(profile),  # None until a priced call was made here
         "files": sorted(({"source": s, "chunks": st.chunks} for s, st in states.items()), key=lambda f: str(f["source"])),
     }
+
+
+def model_now(profile: Profile, store: Any) -> str | None:
+    """The version the index's model gives now, when it is not the one the index was built with (else None)."""
+    from rag.errors import RagError
+    from rag.lifecycle import version_change
+
+    try:
+        change = version_change(profile, store)
+    except RagError:  # a profile whose model cannot be made here (a missing key): status still answers
+        return None
+    return change.rsplit(" -> ", 1)[1].rstrip(")") if change else None
 
 
 def ann_status(snapshot: Snapshot, meta: dict[str, Any]) -> dict[str, Any]:

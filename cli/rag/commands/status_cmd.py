@@ -45,6 +45,11 @@ def command(
         ("index", f"{display_path(info['store'])} ({table})"),
         ("chunks", f"{info['chunks']:,} from {info['sources']:,} sources"),
         ("embedding", f"{emb.get('model')} {emb.get('version')} · {emb.get('dimensions')} dims"),
+        *(
+            [("rebuild", f"the model is now {info['embedding_now']}: rag index on the indexed folders")]
+            if info.get("embedding_now")
+            else []
+        ),
         ("chunking", f"{ch.get('max_tokens')} tokens, overlap {ch.get('overlap')}, {ch.get('encoding')}"),
         ("full-text", "current" if info["fts_current"] else "stale: run rag index again"),
         ("dense", describe_ann(info["ann"])),
