@@ -26,7 +26,7 @@ from rag.chunking import ChunkSettings
 from rag.errors import StoreError, UsageError
 from rag.faults import checkpoint
 from rag.profile import Profile
-from rag.store import Store, open_store
+from rag.store import Store, newer_version, open_store
 from rag.store.generations import SWITCHABLE, Registry, disk_bytes
 
 log = logging.getLogger("rag.lifecycle")
@@ -100,20 +100,13 @@ def describe_change(wanted: dict[str, Any], built: dict[str, Any]) -> str | None
     return " and ".join(parts) or None
 
 
-VERSION_CHANGED = "embedding model version changed"
-
-
-def version_change(profile: Profile, store: Store) -> str | None:
-    """The same model now giving other vectors (a new graph of the embedded model, a changed model folder), or None."""
-    built = store.meta().get("embedding") or {}
-    if not built.get("version"):
-        return None
+def model_version_now(profile: Profile, built: dict[str, Any]) -> str | None:
+    """The version the profile's model has now when an index recorded ``built`` (its embedding) from another version
+    of the same model, else None. Makes the embedder (no model is loaded)."""
     from rag.providers import make_embedder
 
     embedder = make_embedder(profile)
-    if built.get("model") != embedder.ref or not embedder.version or embedder.version == built["version"]:
-        return None
-    return f"{VERSION_CHANGED} ({built['version']} -> {embedder.version})"
+    return newer_version(built, {"model": embedder.ref, "version": embedder.version})
 
 
 def record_of(registry: Registry, store: Store) -> dict[str, Any] | None:
@@ -280,15 +273,18 @@ def plan_run(
     if record is None:
         first = "first index" if not reg.generations else "index"
         return Target(profile, live_store, reg, False, first, wanted, True, keep)
-    change = describe_change(wanted, record.get("built_from") or {}) or version_change(profile, live_store)
+    change = describe_change(wanted, record.get("built_from") or {})
+    built = record.get("embedding") or {}
+    renewed = None if change else model_version_now(profile, built)
+    if renewed:
+        change = f"embedding model version changed ({built['version']} -> {renewed})"
     if rebuild:  # as the live generation was built (its model, when rag reindex --model chose it), or as the profile now says
         built = profile if change else reading_profile(profile, live_store)
         return _shadow(reg, live_store, built, "rebuild", wanted, True, keep)
     if change and roots is not None and covers(roots, live_store):
         target = _shadow(reg, live_store, profile, change, wanted, True, keep)
-        meanwhile = (  # the old version of a model is gone: nothing can embed queries for the live generation
-            "queries wait until it is complete" if change.startswith(VERSION_CHANGED) else "queries use the live one until it is complete"
-        )
+        # the old version of a model is gone: nothing can embed queries for the live generation
+        meanwhile = "queries wait until it is complete" if renewed else "queries use the live one until it is complete"
         target.notice = (
             f"{change} since generation {live_store.generation} was built: building generation {target.generation} beside it; {meanwhile}"
         )

@@ -25,7 +25,7 @@ def status(profile: Profile, table: str | None = None) -> dict[str, Any]:
         "version": snapshot.version,
         "latest_version": store.latest().version,
         "embedding": meta.get("embedding", {}),
-        "embedding_now": model_now(profile, store),
+        "embedding_now": model_now(profile, meta.get("embedding") or {}),
         "chunking": meta.get("chunking", {}),
         "fts_index": snapshot.has_fts,
         "fts_current": snapshot.has_fts and snapshot.fts_unindexed_rows() == 0,
@@ -38,16 +38,15 @@ def status(profile: Profile, table: str | None = None) -> dict[str, Any]:
     }
 
 
-def model_now(profile: Profile, store: Any) -> str | None:
-    """The version the index's model gives now, when it is not the one the index was built with (else None)."""
+def model_now(profile: Profile, built: dict[str, Any]) -> str | None:
+    """The version the index's model has now, when the index was built with another one (else None)."""
     from rag.errors import RagError
-    from rag.lifecycle import version_change
+    from rag.lifecycle import model_version_now
 
     try:
-        change = version_change(profile, store)
+        return model_version_now(profile, built)
     except RagError:  # a profile whose model cannot be made here (a missing key): status still answers
         return None
-    return change.rsplit(" -> ", 1)[1].rstrip(")") if change else None
 
 
 def ann_status(snapshot: Snapshot, meta: dict[str, Any]) -> dict[str, Any]:

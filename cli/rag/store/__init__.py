@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 from rag.store.ann import AnnSettings
 from rag.store.location import Location, is_remote
 from rag.store.snapshot import FileState, Snapshot, damaged
-from rag.store.table import PUBLISHED, Store
+from rag.store.table import PUBLISHED, Store, newer_version
 
 if TYPE_CHECKING:
     from rag.profile import Profile
 
-__all__ = ["PUBLISHED", "FileState", "Snapshot", "Store", "damaged", "open_store"]
+__all__ = ["PUBLISHED", "FileState", "Snapshot", "Store", "damaged", "newer_version", "open_store"]
 
 
 def open_store(profile: Profile, table: str | None = None, generation: int | None = None) -> Store:

@@ -38,6 +38,14 @@ PUBLISHED = "published"  # the lance tag readers follow
 PRIMARY_KEY = {b"lance-schema:unenforced-primary-key": b"true"}
 
 
+def newer_version(built: dict[str, Any], now: dict[str, Any]) -> str | None:
+    """``now``'s version when it is the model ``built`` recorded giving other vectors (a new graph of the embedded
+    model, a changed model folder); None when either records no version, or they are other models or the same."""
+    if built.get("model") != now.get("model") or not built.get("version") or not now.get("version"):
+        return None
+    return str(now["version"]) if now["version"] != built["version"] else None
+
+
 class Store:
     """One generation of a table (the live one unless ``generation`` is given; see :mod:`rag.store.generations`),
     in a local folder or under an object-store prefix (:mod:`rag.store.location`)."""
@@ -134,11 +142,11 @@ class Store:
                 f"uses {embedding['model']}{wanted}; re-index with: rag index --rebuild PATH "
                 f"(or point store.uri at another folder)"
             )
-        # The same model name with other vectors: a new graph of the embedded model, a changed model folder.
-        if built.get("version") and embedding.get("version") and built["version"] != embedding["version"]:
+        now = newer_version(built, embedding)
+        if now:
             raise ModelMismatchError(
                 f"the index at {self.root} was built with {built.get('model')} version {built['version']}, but that model is now "
-                f"version {embedding['version']} and gives other vectors; re-index with: rag index --rebuild PATH"
+                f"version {now} and gives other vectors; re-index with: rag index --rebuild PATH"
             )
 
     # ------------------------------------------------------------------ writing (hold the writer lock)
