@@ -160,7 +160,7 @@ def packaged_encoder(model: Any) -> Any:
 
     return TextEncoder(
         new_session(str(packaged_graph()[0])),
-        model._runner.tokenizer,
+        model.tokenizer,
         output="last_hidden_state",
         pooled=False,
         pooling="mean",

@@ -260,7 +260,7 @@ def test_the_embedded_model_uses_the_fused_graph_and_agrees_with_the_packaged_on
     got = model.encode(texts)[0]
     packaged = ort.InferenceSession(str(packaged_graph()[0]), providers=["CPUExecutionProvider"])
     for text, vector in zip(texts, got, strict=True):
-        ids = np.array([model._runner.tokenizer.encode(text).ids], dtype=np.int64)
+        ids = np.array([model.tokenizer.encode(text).ids], dtype=np.int64)
         feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
         want = pool(packaged.run(["last_hidden_state"], feed)[0], feed["attention_mask"], "mean")[0]
         assert float(vector @ want / np.linalg.norm(want)) > 0.98

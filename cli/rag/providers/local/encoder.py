@@ -195,6 +195,11 @@ class TextEncoder:
         self.dimensions = int(self.encode(["dimensions"])[0].shape[1])
 
     @property
+    def tokenizer(self) -> Tokenizer:
+        """The tokenizer texts go through (truncating at the model's length)."""
+        return self._tok
+
+    @property
     def batching(self) -> Batching:
         return self._runner.batching
 

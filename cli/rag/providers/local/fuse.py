@@ -38,19 +38,19 @@ import numpy as np
 from rag.providers.local.quantize import (
     _FLOAT,
     _INT8,
+    _INT32,
+    _INT64,
     _MS_DOMAIN,
     _UINT8,
     NotQuantizable,
     _messages,
-    _numel,
     import_ms_domain,
     shifted_uint8,
+    tensor_values,
 )
 
 FUSE_VERSION = "1"  # bump when the graph this writes changes
 DERIVED_LEVEL = "basic"  # onnxruntime's optimisation for the graph: the fusions that help are made here
-_INT64 = 7
-_INT32 = 6
 _ATTR_FLOAT, _ATTR_INT = 1, 2
 _LAYER = re.compile(r"^(?P<prefix>.*)encoder\.layer\.(?P<n>\d+)\.")
 
@@ -73,7 +73,7 @@ def fused_bert(model_bytes: bytes) -> bytes:
         raise NotQuantizable("not a BERT encoder with input_ids, attention_mask and token_type_ids")
     layers = source.layers()
     build = _Builder(source.graph_outputs[0])
-    x = build.embeddings(source)
+    x = build.embeddings(source, layers[0].split("encoder.layer.")[0] + "embeddings.")
     mask = build.lengths()
     heads = source.heads(layers[0])
     for i, prefix in enumerate(layers):
@@ -93,7 +93,6 @@ class _Source:
 
     def __init__(self, graph: Any) -> None:
         self.inits = {t.name: t for t in graph.initializer}
-        self.nodes = list(graph.node)
         self.producer = {out: node for node in graph.node for out in node.output}
         self.consumers: dict[str, list[Any]] = {}
         for node in graph.node:
@@ -101,6 +100,8 @@ class _Source:
                 self.consumers.setdefault(name, []).append(node)
         self.graph_inputs = {i.name for i in graph.input}
         self.graph_outputs = [o.name for o in graph.output]
+        norms = [a.f for node in graph.node if node.op_type == "LayerNormalization" for a in node.attribute if a.name == "epsilon"]
+        self.epsilon = float(norms[0]) if norms else 1e-12  # the exporter writes one epsilon for every layer norm
 
     def layers(self) -> list[str]:
         """``prefix + "encoder.layer.N."`` for each layer, in order."""
@@ -113,7 +114,7 @@ class _Source:
         t = self.inits.get(name)
         if t is None:
             raise NotQuantizable(f"no initializer {name}")
-        return _to_numpy(t)
+        return tensor_values(t)
 
     def product(self, bias: str) -> tuple[_Int8, np.ndarray]:
         """The weight of the product whose result ``bias`` is added to, and the bias."""
@@ -139,24 +140,16 @@ class _Source:
         q, scale = self.inits[cast.input[0]], self.array(mul.input[1])
         if q.data_type != _INT8 or len(q.dims) != 2:
             raise NotQuantizable(f"{name} is not an int8 matrix")
-        values = _to_numpy(q)
+        values = tensor_values(q)
         want = values.shape[0] if per_row else values.shape[1]
         if scale.size not in (1, want):
             raise NotQuantizable(f"{name}: scales fit neither rows nor columns")
         return _Int8(values, np.broadcast_to(scale.reshape(-1).astype(np.float32), (want,)).copy())
 
-    def epsilon(self) -> float:
-        for node in self.nodes:
-            if node.op_type == "LayerNormalization":
-                for a in node.attribute:
-                    if a.name == "epsilon":
-                        return float(a.f)
-        return 1e-12
-
     def heads(self, layer: str) -> int:
         """Attention heads: the hidden size over the head size the query is reshaped to."""
         hidden = self.array(f"{layer}attention.self.query.bias").size
-        (add,) = [n for n in self.consumers.get(f"{layer}attention.self.query.bias", []) if n.op_type == "Add"] or [None]
+        add = next((n for n in self.consumers.get(f"{layer}attention.self.query.bias", []) if n.op_type == "Add"), None)
         reshape = next((n for n in self.consumers.get(add.output[0], []) if n.op_type == "Reshape"), None) if add else None
         if reshape is None:
             raise NotQuantizable("the query is not reshaped into heads")
@@ -182,8 +175,7 @@ class _Builder:
         self.nodes: list[Any] = []
         self.inits: list[Any] = []
 
-    def embeddings(self, source: _Source) -> str:
-        prefix = source.layers()[0].split("encoder.layer.")[0] + "embeddings."
+    def embeddings(self, source: _Source, prefix: str) -> str:
         words = self._lookup(source.table(f"{prefix}word_embeddings.weight"), "input_ids", "words")
         kinds = self._lookup(source.table(f"{prefix}token_type_embeddings.weight"), "token_type_ids", "kinds")
         positions_table = source.table(f"{prefix}position_embeddings.weight")
@@ -200,7 +192,7 @@ class _Builder:
         self.node("Add", ["words_kinds", positions], ["embedding_sum"])
         gamma = self.init("embed_gamma", source.array(f"{prefix}LayerNorm.weight"))
         beta = self.init("embed_beta", source.array(f"{prefix}LayerNorm.bias"))
-        self.node("LayerNormalization", ["embedding_sum", gamma, beta], ["embedded"], axis=-1, epsilon=source.epsilon())
+        self.node("LayerNormalization", ["embedding_sum", gamma, beta], ["embedded"], axis=-1, epsilon=source.epsilon)
         return "embedded"
 
     def lengths(self) -> str:
@@ -211,7 +203,7 @@ class _Builder:
 
     def layer(self, source: _Source, prefix: str, x: str, mask: str, heads: int, *, last: bool) -> str:
         n = prefix.rstrip(".").rsplit(".", 1)[-1]
-        eps = source.epsilon()
+        eps = source.epsilon
         qkv = [source.product(f"{prefix}attention.self.{p}.bias") for p in ("query", "key", "value")]
         together = _Int8(np.concatenate([w.q for w, _ in qkv], axis=1), np.concatenate([w.scale for w, _ in qkv]))
         weights = self._weights(together, f"qkv{n}")
@@ -281,17 +273,3 @@ class _Builder:
             else:
                 a.i, a.type = int(value), _ATTR_INT
         self.nodes.append(node)
-
-
-def _to_numpy(t: Any) -> np.ndarray:
-    kinds = {_FLOAT: np.float32, _INT8: np.int8, _INT64: np.int64, _INT32: np.int32}
-    if t.data_type not in kinds:
-        raise NotQuantizable(f"{t.name}: unexpected tensor type {t.data_type}")
-    dtype = kinds[t.data_type]
-    if t.raw_data:
-        values = np.frombuffer(t.raw_data, dtype=dtype)
-    else:
-        values = np.array(list(t.int32_data) or list(t.float_data) or list(t.int64_data), dtype=dtype)
-    if values.size != _numel(t):
-        raise NotQuantizable(f"{t.name}: stored values do not fill its shape")
-    return values.reshape([int(d) for d in t.dims])

@@ -24,9 +24,10 @@ import contextlib
 import hashlib
 import logging
 import os
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -67,7 +68,7 @@ def fp32_version(package_version: str) -> str:
 
 def int8_version(package_version: str, tag: str | None = None) -> str:
     """The version of a derived graph: ``tag`` names the derivation (``fused1``: :mod:`.fuse`; ``dynq1``: :mod:`.quantize`)."""
-    return f"onnx-int8-{package_version}+{tag or _derivations()[0][0]}"
+    return f"onnx-int8-{package_version}+{tag or _derivations()[0].tag}"
 
 
 def expected_version() -> str:
@@ -86,13 +87,24 @@ def _custom_version(path: Path) -> str:
     return f"custom-{file_sha256(path)[:12]}"
 
 
-def _derivations() -> list[tuple[str, Any, str]]:
-    """Ways to derive an int8 graph from the packaged one, the best first: ``(tag, bytes -> bytes, optimisation level)``."""
+class _Derivation(NamedTuple):
+    """One way to derive an int8 graph from the packaged one."""
+
+    tag: str  # in the model version and the cache file's name
+    derive: Callable[[bytes], bytes]
+    level: str  # onnxruntime's optimisation for the result
+
+
+def _derivations() -> list[_Derivation]:
+    """The ways to derive an int8 graph, the best first."""
     from rag.providers.local.fuse import DERIVED_LEVEL, FUSE_VERSION, fused_bert
     from rag.providers.local.quantize import REWRITE_VERSION, int8_matmuls
 
-    # "extended" for the plain rewrite: every fusion that is not specific to this CPU's instruction set
-    return [(f"fused{FUSE_VERSION}", fused_bert, DERIVED_LEVEL), (f"dynq{REWRITE_VERSION}", lambda b: int8_matmuls(b)[0], "extended")]
+    return [
+        _Derivation(f"fused{FUSE_VERSION}", fused_bert, DERIVED_LEVEL),
+        # "extended": every fusion that is not specific to this CPU's instruction set
+        _Derivation(f"dynq{REWRITE_VERSION}", lambda b: int8_matmuls(b)[0], "extended"),
+    ]
 
 
 def load_session(threads: int = 1) -> tuple[Any, str]:
@@ -101,23 +113,27 @@ def load_session(threads: int = 1) -> tuple[Any, str]:
     if override:
         return new_session(override, threads=threads), _custom_version(Path(override))
     path, package_version = packaged_graph()
-    for tag, _, _ in _derivations():
-        cached = cached_graph_path(path, tag)
+    ways = _derivations()
+    for way in ways:
+        cached = cached_graph_path(path, way.tag)
         if cached.is_file():
             try:
-                return new_session(str(cached), threads=threads, level="none"), int8_version(package_version, tag)
+                return new_session(str(cached), threads=threads, level="none"), int8_version(package_version, way.tag)
             except Exception:  # a damaged cache entry: derive it again
                 with contextlib.suppress(OSError):
                     cached.unlink()
-    from rag.providers.local.quantize import NotQuantizable
-
     source = path.read_bytes()
-    for tag, derive, level in _derivations():
+    for way in ways:
         try:
-            session = _open_and_cache(derive(source), cached_graph_path(path, tag), threads, level=level, check=source)
-            return session, int8_version(package_version, tag)
-        except (NotQuantizable, DerivedGraphError) as exc:
-            log.warning("cannot run %s in int8 kernels this way (%s: %s)", path.name, tag, exc)
+            graph = way.derive(source)
+        except Exception as exc:  # NotQuantizable, or a graph shaped as neither derivation reads: the next one
+            log.warning("cannot run %s in int8 kernels this way (%s: %s)", path.name, way.tag, exc)
+            continue
+        try:
+            session = _open_and_cache(graph, cached_graph_path(path, way.tag), threads, level=way.level, check=source)
+            return session, int8_version(package_version, way.tag)
+        except DerivedGraphError as exc:
+            log.warning("cannot run %s in int8 kernels this way (%s: %s)", path.name, way.tag, exc)
     log.warning("using the packaged graph of %s as it is (fp32 products)", path.name)
     return new_session(str(path), threads=threads), fp32_version(package_version)
 
@@ -132,7 +148,7 @@ def cached_graph_path(source: Path, tag: str | None = None) -> Path:
 
     from rag.providers.local.cache import file_sha256, models_dir
 
-    tag = tag or _derivations()[0][0]
+    tag = tag or _derivations()[0].tag
     key = hashlib.sha256(f"{file_sha256(source)}|{onnxruntime.__version__}|{tag}".encode()).hexdigest()[:16]
     return models_dir() / f"minilm-{tag}-{key}.onnx"
 

@@ -36,6 +36,8 @@ REWRITE_VERSION = "1"  # bump when the rewrite changes the graph it produces
 _INT8 = 3  # onnx.TensorProto.INT8
 _UINT8 = 2  # onnx.TensorProto.UINT8
 _FLOAT = 1  # onnx.TensorProto.FLOAT
+_INT32 = 6  # onnx.TensorProto.INT32
+_INT64 = 7  # onnx.TensorProto.INT64
 _FLOAT16 = 10  # onnx.TensorProto.FLOAT16
 _MS_DOMAIN = "com.microsoft"
 
@@ -70,6 +72,23 @@ def shifted_uint8(q: Any) -> Any:
     import numpy as np
 
     return (np.asarray(q, dtype=np.int8).astype(np.int16) + 128).astype(np.uint8)
+
+
+def tensor_values(t: Any) -> Any:
+    """A ``TensorProto``'s values as a numpy array of its shape (raw bytes or the typed fields)."""
+    import numpy as np
+
+    kinds = {_FLOAT: np.float32, _INT8: np.int8, _UINT8: np.uint8, _INT32: np.int32, _INT64: np.int64}
+    if t.data_type not in kinds:
+        raise NotQuantizable(f"{t.name}: unexpected tensor type {t.data_type}")
+    dtype = kinds[t.data_type]
+    if t.raw_data:
+        values = np.frombuffer(t.raw_data, dtype=dtype)
+    else:  # int8, uint8 and int32 values are stored in int32_data
+        values = np.array(list(t.int32_data) or list(t.float_data) or list(t.int64_data), dtype=dtype)
+    if values.size != _numel(t):
+        raise NotQuantizable(f"{t.name}: stored values do not fill its shape")
+    return values.reshape([int(d) for d in t.dims])
 
 
 def has_fp16_weights(model_bytes: bytes) -> bool:
@@ -121,12 +140,10 @@ class _Rewrite:
 
     def _shifted(self, q: Any, columns: int) -> tuple[str, str]:
         """``Q + 128`` as uint8 (shared by products over the same weights) and a zero point of 128 per column."""
-        import numpy as np
 
         name = f"{q.name}__uint8"
         if name not in self.inits:
-            values = np.frombuffer(q.raw_data, dtype=np.int8) if q.raw_data else np.array(q.int32_data, dtype=np.int8)
-            shifted = self.graph.initializer.add(name=name, data_type=_UINT8, raw_data=shifted_uint8(values).tobytes())
+            shifted = self.graph.initializer.add(name=name, data_type=_UINT8, raw_data=shifted_uint8(tensor_values(q)).tobytes())
             shifted.dims.extend(q.dims)
             zero = self.graph.initializer.add(name=f"{name}__zero", data_type=_UINT8, raw_data=bytes([128]) * columns)
             if columns > 1:
